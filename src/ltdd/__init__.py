@@ -1,0 +1,3 @@
+"""ltdd: long-tailed dataset distillation."""
+
+__version__ = "0.1.0"
