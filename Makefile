@@ -1,0 +1,42 @@
+# Everything a fresh machine needs: `make demo`, `make test`, `make bench`.
+# torch is pinned; on this project's CPU machines the pin resolves to the CPU build. Elsewhere,
+# to avoid a multi-GB CUDA wheel on a machine without a GPU, run e.g.
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+TORCH_INDEX ?=
+
+.PHONY: demo test bench data lint clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+# Fashion-MNIST: Debian's dataset-fashion-mnist when apt and root are there, else a download into
+# ~/.cache/ltdd, else a clear error.
+data: $(STAMP)
+	@if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
+	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
+	  || echo "apt-get could not install dataset-fashion-mnist; trying a download"; \
+	fi
+	@$(VENV)/bin/ltdd data --dataset fashion-mnist --json $(VENV)/fashion-mnist-lt.json
+
+demo: data
+	bash scripts/demo.sh
+
+test: data
+	$(PY) -m pytest
+
+bench: data
+	bash scripts/bench.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks

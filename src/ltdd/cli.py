@@ -1,0 +1,175 @@
+"""The `ltdd` command: thin argument parsing around the library's stage functions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ltdd import commands
+from ltdd.errors import UserError
+from ltdd.evaluate.evaluate import PROFILES
+from ltdd.models import MODELS
+from ltdd.select.policy import TAIL_POLICIES
+
+
+def _add_data_args(p: argparse.ArgumentParser, test_profile: bool = False) -> None:
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help="dataset source (fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet, "
+        "folder, procedural); default fashion-mnist",
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder holding the dataset's official files (e.g. the parent of "
+        "cifar-10-batches-py); default: the system or cache location",
+    )
+    p.add_argument(
+        "--imbalance-factor",
+        type=float,
+        default=100.0,
+        metavar="BETA",
+        help="beta = n_max / n_min >= 1 (1 = balanced); default 100",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the long-tailed selection")
+    if test_profile:
+        p.add_argument(
+            "--test-profile",
+            choices=("balanced", "long-tailed"),
+            default="balanced",
+            help="report the balanced test counts, or the same beta applied to the "
+            "test split (supplementary Table 6)",
+        )
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<i>; default auto")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML config file (see configs/)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override any config key with a dotted path, e.g. data.imbalance_factor=200",
+    )
+    _add_device(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ltdd",
+        description="Long-tailed dataset distillation: build long-tailed benchmarks, train expert "
+        "trajectories, distil small balanced sets (MTT, DATM, LTDD) and evaluate them.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "data",
+        help="describe a long-tailed split (class counts, index hash)",
+        description="Build the long-tailed split of a dataset and write its class "
+        "counts and selection fingerprint as JSON.",
+    )
+    _add_data_args(p, test_profile=True)
+    p.add_argument("--json", type=Path, required=True, metavar="OUT", help="where to write JSON")
+    p.set_defaults(func=commands.data)
+
+    p = sub.add_parser(
+        "baseline",
+        help="write a real-image baseline as a distilled-set file",
+        description="Real-image baselines in the distilled-set format: `random` "
+        "draws IPC images per class; `full` keeps the whole long-tailed "
+        "training set (the upper bound).",
+    )
+    p.add_argument("kind", choices=("random", "full"), help="which baseline")
+    _add_data_args(p)
+    p.add_argument("--ipc", type=int, default=10, help="images per class (random); default 10")
+    p.add_argument(
+        "--tail-policy",
+        choices=TAIL_POLICIES,
+        default="duplicate",
+        help="classes with fewer than IPC images: duplicate them cyclically "
+        "(reference), keep all there are, or refuse; default duplicate",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.01,
+        help="learning rate stored with the set, used by evaluate; default 0.01",
+    )
+    p.add_argument("--out", type=Path, required=True, help="distilled-set .safetensors to write")
+    p.set_defaults(func=commands.baseline)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="train fresh networks on a distilled set and test them",
+        description="Train --seeds fresh networks on the set (reference protocol: "
+        "SGD momentum 0.9, wd 5e-4, lr from the file, /10 at half-way, "
+        "DSA) and report accuracy, per-class accuracy, macro "
+        "precision/recall/F1 and head/medium/tail accuracy.",
+    )
+    p.add_argument("file", type=Path, help="distilled-set .safetensors file")
+    p.add_argument("--epochs", type=int, default=1000, help="training epochs; default 1000")
+    p.add_argument("--seeds", type=int, default=3, help="networks to train; default 3")
+    p.add_argument("--first-seed", type=int, default=0, help="seed of the first network")
+    p.add_argument(
+        "--test-profile",
+        choices=tuple(PROFILES),
+        default="both",
+        help="balanced, long-tailed or both test sets; default both",
+    )
+    p.add_argument(
+        "--arch",
+        choices=MODELS.names(),
+        default=None,
+        help="evaluation network; default: the one the set was made for",
+    )
+    p.add_argument("--width", type=int, default=None, help="network width override")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size")
+    p.add_argument("--lr", type=float, default=None, help="override the file's learning rate")
+    p.add_argument("--root", type=Path, default=None, help="dataset root, if it moved")
+    p.add_argument("--json", type=Path, required=True, metavar="OUT", help="where to write JSON")
+    _add_device(p)
+    p.set_defaults(func=commands.evaluate)
+
+    p = sub.add_parser(
+        "show",
+        help="save a PNG grid of a distilled set, one row per class",
+        description="Invert the preprocessing (ZCA, normalisation) and save the "
+        "images as a grid with one row per class.",
+    )
+    p.add_argument("file", type=Path, help="distilled-set .safetensors file")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--max-per-class", type=int, default=10, help="columns; default 10")
+    p.add_argument("--root", type=Path, default=None, help="dataset root, if it moved")
+    p.set_defaults(func=commands.show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"ltdd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ltdd: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

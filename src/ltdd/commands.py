@@ -1,0 +1,165 @@
+"""What each `ltdd` subcommand does, as plain functions of parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from ltdd.config import from_dict, to_dict
+from ltdd.data.dataset import DataConfig, LongTailedData, describe, prepare_data
+from ltdd.device import resolve_device
+from ltdd.distilled import DistilledSet
+from ltdd.errors import UserError
+from ltdd.evaluate.evaluate import EvalConfig, evaluate_set
+from ltdd.evaluate.trainer import TrainConfig
+from ltdd.io import write_json
+from ltdd.report.grid import save_class_grid
+from ltdd.select import select_random
+
+log = logging.getLogger("ltdd")
+
+
+def _data_config(args: argparse.Namespace, **extra) -> DataConfig:
+    values = {
+        "dataset": args.dataset,
+        "root": args.root,
+        "imbalance_factor": args.imbalance_factor,
+        "seed": args.seed,
+        **extra,
+    }
+    return from_dict(DataConfig, {k: v for k, v in values.items() if v is not None})
+
+
+def data(args: argparse.Namespace) -> None:
+    summary = describe(_data_config(args, test_profile=args.test_profile))
+    write_json(args.json, summary)
+    log.info(
+        "%s beta=%g: train %s, test %s -> %s",
+        summary["dataset"],
+        args.imbalance_factor,
+        summary["train_counts"],
+        summary["test_counts"],
+        args.json,
+    )
+
+
+def set_meta(data: LongTailedData, cfg: DataConfig, method: str, ipc: int, **extra) -> dict:
+    """The metadata every distilled-set file carries (see ltdd.distilled)."""
+    return {
+        "dataset": cfg.dataset,
+        "imbalance_factor": cfg.imbalance_factor,
+        "ipc": ipc,
+        "method": method,
+        "data": to_dict(cfg),
+        "index_sha256": data.info["index_sha256"],
+        "num_classes": data.num_classes,
+        "class_names": data.class_names,
+        "train_counts": data.train_counts,
+        **extra,
+    }
+
+
+def baseline(args: argparse.Namespace) -> None:
+    if args.ipc <= 0:
+        raise UserError(f"--ipc must be a positive number of images per class, got {args.ipc}")
+    if args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}")
+    cfg = _data_config(args)
+    data = prepare_data(cfg)
+    if args.kind == "random":
+        idx = torch.as_tensor(
+            select_random(
+                data.train_labels.numpy(), data.num_classes, args.ipc, args.seed, args.tail_policy
+            )
+        )
+        extra = {"tail_policy": args.tail_policy, "selection_seed": args.seed}
+        ipc = args.ipc
+    else:
+        idx = torch.arange(len(data.train_labels))
+        extra, ipc = {}, max(data.train_counts)
+    meta = set_meta(data, cfg, f"{args.kind}", ipc, **extra)
+    DistilledSet(data.train_images[idx], data.train_labels[idx], args.lr, meta).save(args.out)
+    log.info("wrote %d images (%s baseline) -> %s", len(idx), args.kind, args.out)
+
+
+def load_set_and_data(path: Path, root: Path | None) -> tuple[DistilledSet, LongTailedData]:
+    """Read a distilled set and rebuild the data (and preprocessing) it was made from."""
+    distilled = DistilledSet.load(path)
+    values = dict(distilled.meta["data"])
+    if root is not None:
+        values["root"] = str(root)
+    data = prepare_data(from_dict(DataConfig, values))
+    expected = distilled.meta.get("index_sha256")
+    if expected and expected != data.info["index_sha256"]:
+        raise UserError(
+            f"{path}: the dataset at hand selects different images than the one the "
+            "set was made from (index_sha256 differs); check --root and the dataset"
+        )
+    return distilled, data
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    for name in ("epochs", "seeds", "width", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "epochs" else 1):
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    device = resolve_device(args.device)
+    distilled, data = load_set_and_data(args.file, args.root)
+    made_for = distilled.meta.get("model", {})
+    train = from_dict(
+        TrainConfig,
+        {
+            "model": args.arch or made_for.get("name", "convnet"),
+            "width": args.width if args.width is not None else made_for.get("width"),
+            "depth": None if args.arch else made_for.get("depth"),
+            "norm": None if args.arch else made_for.get("norm"),
+            "epochs": args.epochs,
+        },
+    )
+    if args.batch_size is not None:
+        train = dataclasses.replace(train, batch_size=args.batch_size)
+    cfg = EvalConfig(
+        train=train, seeds=args.seeds, first_seed=args.first_seed, test_profile=args.test_profile
+    )
+    lr = args.lr if args.lr is not None else distilled.lr
+    result = evaluate_set(distilled.images, distilled.labels, lr, data, cfg, device, progress=True)
+    result["file"] = str(args.file)
+    result["set"] = {
+        k: distilled.meta.get(k)
+        for k in ("dataset", "imbalance_factor", "ipc", "method", "label_kind")
+    }
+    write_json(args.json, result)
+    for profile in ("balanced", "long_tailed"):
+        if profile in result:
+            acc = result[profile]["accuracy"]
+            log.info(
+                "%s test accuracy: %.2f ± %.2f %% (%d seeds)",
+                profile,
+                100 * acc["mean"],
+                100 * acc["std"],
+                args.seeds,
+            )
+    log.info("-> %s", args.json)
+
+
+def show(args: argparse.Namespace) -> None:
+    if args.max_per_class <= 0:
+        raise UserError(f"--max-per-class must be positive, got {args.max_per_class}")
+    distilled, data = load_set_and_data(args.file, args.root)
+    pictures = data.preprocessing.inverse_transform(distilled.images)
+    classes = distilled.labels if distilled.label_kind == "hard" else _block_classes(distilled)
+    meta = distilled.meta
+    title = f"{meta['method']} · {meta['dataset']} β={meta['imbalance_factor']:g}"
+    save_class_grid(pictures, classes, data.class_names, args.out, args.max_per_class, title)
+    log.info("-> %s", args.out)
+
+
+def _block_classes(distilled: DistilledSet) -> torch.Tensor:
+    """Class of each image of a soft-label set: the stored classes, else argmax of the logits."""
+    if "classes" in distilled.meta:
+        return torch.as_tensor(distilled.meta["classes"])
+    return distilled.labels.argmax(dim=1)

@@ -1,0 +1,76 @@
+"""The distilled-set file: one safetensors file with `images`, `labels`, `lr` and JSON metadata.
+
+Metadata (key `ltdd`) holds at least `dataset`, `imbalance_factor`, `ipc`, `method`, `label_kind`
+(hard|soft), `data` (the DataConfig that rebuilds the preprocessing and the test sets),
+`index_sha256` (the long-tailed selection it came from) and `model` (the network it was made for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ltdd.errors import UserError
+from ltdd.io import load_tensors, save_tensors
+
+REQUIRED_META = ("dataset", "imbalance_factor", "ipc", "method", "label_kind", "data")
+
+
+@dataclass
+class DistilledSet:
+    """Images in model-input space, hard (N,) or soft (N, K) labels, and a learning rate."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    lr: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def label_kind(self) -> str:
+        return "hard" if self.labels.dtype == torch.int64 else "soft"
+
+    def save(self, path: str | Path) -> Path:
+        meta = {**self.meta, "label_kind": self.label_kind}
+        missing = [k for k in REQUIRED_META if k not in meta]
+        if missing:
+            raise ValueError(f"distilled-set metadata lacks {missing}")
+        tensors = {
+            "images": self.images.float(),
+            "labels": self.labels,
+            "lr": torch.tensor(float(self.lr), dtype=torch.float32),
+        }
+        save_tensors(path, tensors, meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DistilledSet:
+        """Read and validate a distilled-set file; anything malformed is a one-line UserError."""
+        tensors, meta = load_tensors(path)
+        problem = _validate(tensors, meta)
+        if problem:
+            raise UserError(f"{path}: not a valid ltdd distilled set ({problem})")
+        return cls(tensors["images"], tensors["labels"], float(tensors["lr"]), meta)
+
+
+def _validate(tensors: dict[str, torch.Tensor], meta: dict) -> str | None:
+    for name in ("images", "labels", "lr"):
+        if name not in tensors:
+            return f"tensor {name!r} is missing"
+    images, labels, lr = tensors["images"], tensors["labels"], tensors["lr"]
+    if images.ndim != 4 or images.dtype != torch.float32:
+        return f"images must be float32 N×C×H×W, got {images.dtype} {tuple(images.shape)}"
+    if labels.dtype == torch.int64:
+        if labels.shape != (len(images),):
+            return f"hard labels must have shape ({len(images)},), got {tuple(labels.shape)}"
+    elif labels.dtype != torch.float32 or labels.ndim != 2 or len(labels) != len(images):
+        return f"labels must be N int64 or N×K float32, got {labels.dtype} {tuple(labels.shape)}"
+    if lr.numel() != 1 or not torch.isfinite(lr).all() or float(lr) <= 0:
+        return f"lr must be one positive number, got {lr.flatten()[:3].tolist()}"
+    if not torch.isfinite(images).all() or not torch.isfinite(labels.float()).all():
+        return "images or labels contain NaN or inf"
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        return f"metadata lacks {', '.join(missing)}"
+    return None

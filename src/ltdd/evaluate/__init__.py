@@ -1,0 +1,1 @@
+"""Evaluation: train a fresh network on a small set, then measure it on the test sets."""

@@ -1,0 +1,104 @@
+"""Evaluate a small training set over several seeds on the balanced and long-tailed test sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ltdd.config import to_dict
+from ltdd.data.dataset import LongTailedData
+from ltdd.evaluate.metrics import GROUPS, classification_report
+from ltdd.evaluate.trainer import TrainConfig, predict, train_network
+
+PROFILES = {
+    "balanced": ("balanced",),
+    "long-tailed": ("long-tailed",),
+    "both": ("balanced", "long-tailed"),
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation protocol: the network recipe, how many seeds, which test profiles."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: int = field(default=3, metadata={"ge": 1})
+    first_seed: int = field(default=0, metadata={"ge": 0})
+    test_profile: str = field(default="both", metadata={"choices": tuple(PROFILES)})
+
+
+def summarize(values: list[float]) -> dict:
+    """mean, population std (ddof 0, as the reference reports) and the individual runs."""
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std()),
+        "runs": [float(v) for v in array],
+    }
+
+
+def aggregate(reports: list[dict]) -> dict:
+    """Combine per-seed classification reports into mean ± std summaries."""
+    per_class = np.array(
+        [[np.nan if a is None else a for a in r["per_class_accuracy"]] for r in reports]
+    )
+    out = {
+        key: summarize([r[key] for r in reports])
+        for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+    }
+    present = ~np.isnan(per_class[0])
+    out["per_class_accuracy"] = [
+        float(m) if ok else None for m, ok in zip(per_class.mean(axis=0), present, strict=True)
+    ]
+    out["per_class_accuracy_std"] = [
+        float(s) if ok else None for s, ok in zip(per_class.std(axis=0), present, strict=True)
+    ]
+    groups = {}
+    for name in GROUPS:
+        first = reports[0]["groups"][name]
+        groups[name] = (
+            None
+            if first is None
+            else {
+                "classes": first["classes"],
+                "accuracy": summarize([r["groups"][name]["accuracy"] for r in reports]),
+            }
+        )
+    out["groups"] = groups
+    return out
+
+
+def evaluate_set(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lr: float,
+    data: LongTailedData,
+    cfg: EvalConfig,
+    device: torch.device,
+    progress: bool = False,
+) -> dict:
+    """Train `cfg.seeds` fresh networks on the set and report metrics per test profile."""
+    profiles = PROFILES[cfg.test_profile]
+    reports: dict[str, list[dict]] = {p: [] for p in profiles}
+    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
+        model = train_network(
+            images, labels, lr, data.num_classes, cfg.train, seed, device, progress=progress
+        )
+        for profile in profiles:
+            test_x, test_y = data.test_set(profile)
+            reports[profile].append(
+                classification_report(
+                    test_y.numpy(), predict(model, test_x), data.num_classes, data.train_counts
+                )
+            )
+    result = {p.replace("-", "_"): aggregate(r) for p, r in reports.items()}
+    result["settings"] = {
+        **to_dict(cfg),
+        "lr": float(lr),
+        "num_images": len(images),
+        "label_kind": "hard" if labels.dtype == torch.int64 else "soft",
+        "std": "population standard deviation over seeds (ddof 0)",
+    }
+    return result
