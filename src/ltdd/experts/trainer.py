@@ -1,0 +1,206 @@
+"""Vectorised training of a group of K experts with `torch.func`.
+
+One model object; K experts are K rows of a stacked (K, P) flat parameter tensor, trained by
+`vmap` of one expert's step (`grad` of the cross-entropy through `functional_forward`, optional
+GSAM, SGD, optional MaxNorm). Each expert has its own generators, derived from (seed, expert
+index) only, for initialisation, batch order and DSA draws, so a trajectory does not depend on
+how experts are grouped or which process trains them. DSA is applied per expert outside `vmap`.
+For classifier experts only the classifier slice is an argument of `grad`: no backbone
+parameter gradient is ever computed, and the backbone stays bit-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import grad_and_value, vmap
+from tqdm import tqdm
+
+from ltdd.data.augment import dsa
+from ltdd.errors import UserError
+from ltdd.evaluate.metrics import classification_report
+from ltdd.experts import gsam, maxnorm
+from ltdd.experts.checkpoint import GroupCheckpoint, GroupState
+from ltdd.experts.config import ExpertsConfig, model_overrides
+from ltdd.experts.optim import sgd_step
+from ltdd.experts.sampler import SAMPLERS
+from ltdd.models import create_model
+from ltdd.models.functional import ParamLayout, functional_forward
+
+_EVAL_BATCH = 1024
+
+
+def _derive(*parts: object) -> int:
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def expert_seed(seed: int, index: int) -> int:
+    """The seed of expert `index` of a run seeded with `seed` (independent of grouping)."""
+    return _derive("ltdd-expert", seed, index)
+
+
+def generator(seed: int, purpose: str) -> torch.Generator:
+    """A CPU generator for one purpose ("init", "batch", "dsa") of one expert."""
+    return torch.Generator().manual_seed(_derive(seed, purpose))
+
+
+class Engine:
+    """The model, its flat layout and the vmapped training step for one resolved config."""
+
+    def __init__(
+        self,
+        cfg: ExpertsConfig,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        device: torch.device,
+    ) -> None:
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.image_shape = image_shape
+        self.device = device
+        self.model = self._build(seed=0).to(device)
+        if any(True for _ in self.model.buffers()):
+            raise UserError(
+                f"model {cfg.model!r} has buffers (batch norm); experts are trained as K "
+                "functional copies, which needs a buffer-free model: use norm=instance or none"
+            )
+        self.layout = ParamLayout.from_module(self.model)
+        self.start = self.layout.classifier_start if cfg.trains_classifier_only else 0
+        weight = self.layout.names.index("classifier.weight")
+        self.weight_slice = slice(
+            self.layout.offsets[weight] - self.start,
+            self.layout.offsets[weight] + self.layout.numels[weight] - self.start,
+        )
+        self.weight_shape = self.layout.shapes[weight]
+        self.step = vmap(self._step)
+        self._grad = grad_and_value(self._loss)
+
+    def _build(self, seed: int) -> torch.nn.Module:
+        cfg = self.cfg
+        return create_model(
+            cfg.model, self.num_classes, self.image_shape, seed=seed, **model_overrides(cfg)
+        )
+
+    def init_params(self, seed: int) -> Tensor:
+        """Flat (P,) default initialisation of the expert with seed `seed`."""
+        init_seed = _derive(seed, "init")
+        return self.layout.flatten(self._build(seed=init_seed)).to(self.device)
+
+    def _loss(self, trainable: Tensor, frozen: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        flat = torch.cat([frozen, trainable])
+        return F.cross_entropy(functional_forward(self.model, self.layout, flat, x), y)
+
+    def _step(
+        self, w: Tensor, frozen: Tensor, buf: Tensor, tau: Tensor, x: Tensor, y: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One expert's update (vmapped over K): gradient, GSAM, SGD, MaxNorm."""
+        cfg = self.cfg
+        g, loss = self._grad(w, frozen, x, y)
+        if cfg.gsam:
+            e = gsam.perturbation(w, g, cfg.rho, cfg.adaptive)
+            perturbed = w + e
+            g_s, _ = self._grad(perturbed, frozen, x, y)
+            g = gsam.decompose(g, g_s, cfg.gsam_alpha)
+            w = perturbed - e  # the reference restores w in place: (w + e) − e
+        w, buf = sgd_step(w, g, buf, cfg.lr, cfg.momentum, cfg.weight_decay)
+        if cfg.maxnorm:
+            part = self.weight_slice
+            weight = w[part].view(self.weight_shape)
+            tau = torch.where(tau.isnan(), maxnorm.row_threshold(weight, cfg.maxnorm_thresh), tau)
+            weight = maxnorm.project_rows(weight, tau)
+            w = torch.cat([w[: part.start], weight.reshape(-1), w[part.stop :]])
+        return w, buf, tau, loss
+
+    def fresh_state(self, init: Tensor, seeds: list[int], labels: Tensor) -> GroupState:
+        """Epoch-0 state of a group: `init` (K, P) and fresh generators and samplers."""
+        cfg = self.cfg
+        sampler_cls = SAMPLERS.get(cfg.sampler)
+        trainable = init.shape[1] - self.start
+        return GroupState(
+            epoch=0,
+            params=init.clone(),
+            momentum=torch.zeros(len(seeds), trainable, device=self.device),
+            tau=torch.full((len(seeds),), float("nan"), device=self.device),
+            batch_generators=[generator(s, "batch") for s in seeds],
+            dsa_generators=[generator(s, "dsa") for s in seeds],
+            samplers=[sampler_cls(labels, cfg.batch_size, cfg.num_samples_cls) for _ in seeds],
+        )
+
+    def train_epoch(self, state: GroupState, images: Tensor, labels: Tensor) -> Tensor:
+        """One epoch for every expert of the group; returns the (K,) mean training loss."""
+        frozen = state.params[:, : self.start]
+        w = state.params[:, self.start :]
+        plans = [s.epoch(g) for s, g in zip(state.samplers, state.batch_generators, strict=True)]
+        total = torch.zeros(len(plans), device=self.device)
+        for batches in zip(*plans, strict=True):
+            xs, ys = [], []
+            for idx, gen in zip(batches, state.dsa_generators, strict=True):
+                idx = idx.to(images.device)
+                x = images[idx]
+                xs.append(dsa(x, gen) if self.cfg.dsa else x)
+                ys.append(labels[idx])
+            w, state.momentum, state.tau, loss = self.step(
+                w, frozen, state.momentum, state.tau, torch.stack(xs), torch.stack(ys)
+            )
+            total += loss.detach()
+        state.params = torch.cat([frozen, w.detach()], dim=1)
+        state.epoch += 1
+        return total / len(plans[0])
+
+    @torch.no_grad()
+    def evaluate(
+        self, flat: Tensor, images: Tensor, labels: Tensor, train_counts: list[int]
+    ) -> dict:
+        """classification_report of one expert's flat parameters on a test set."""
+        preds = [
+            functional_forward(self.model, self.layout, flat, images[i : i + _EVAL_BATCH]).argmax(1)
+            for i in range(0, len(images), _EVAL_BATCH)
+        ]
+        return classification_report(
+            labels.cpu().numpy(), torch.cat(preds).cpu().numpy(), self.num_classes, train_counts
+        )
+
+
+def train_group(
+    engine: Engine,
+    checkpoint: GroupCheckpoint,
+    fresh: Callable[[], GroupState],
+    images: Tensor,
+    labels: Tensor,
+    progress: bool,
+) -> Tensor:
+    """Train one group to the last epoch, resuming from `checkpoint`; returns final (K, P) params.
+
+    `fresh` builds the epoch-0 state (called once; its generators and samplers receive the
+    saved states when a checkpoint exists).
+    """
+    cfg = engine.cfg
+    start = fresh()
+    state = checkpoint.load(start)
+    if state is None:
+        state = start
+        if 0 in cfg.save_epochs:
+            checkpoint.save_snapshot(0, state.params, cfg.dtype)
+        checkpoint.save(state)
+    experts = checkpoint.experts
+    bar = tqdm(
+        total=cfg.epochs,
+        initial=state.epoch,
+        desc=f"{cfg.kind} experts {experts[0]}-{experts[-1]}",
+        unit="epoch",
+        disable=not progress,
+    )
+    with bar:
+        while state.epoch < cfg.epochs:
+            loss = engine.train_epoch(state, images, labels)
+            if state.epoch in cfg.save_epochs:
+                checkpoint.save_snapshot(state.epoch, state.params, cfg.dtype)
+            checkpoint.save(state)
+            bar.set_postfix(loss=f"{loss.mean().item():.4f}")
+            bar.update(1)
+    return state.params
