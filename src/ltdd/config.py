@@ -26,6 +26,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _as_number(value: Any) -> Any:
+    """YAML 1.1 reads `1e-5` as a string; accept such numeric strings for number fields."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML value to the annotated type, or raise a UserError naming the key."""
     origin = typing.get_origin(tp)
@@ -65,6 +75,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             return value
         raise UserError(f"{key} must be true or false, got {value!r}")
+    if tp in (int, float):
+        value = _as_number(value)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
