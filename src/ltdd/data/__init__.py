@@ -1,0 +1,1 @@
+"""Data: dataset sources, long-tailed profiles, preprocessing (normalise, ZCA), DSA."""
