@@ -1,0 +1,64 @@
+"""Inner (student) losses of trajectory matching, as pure functions (reference-pipeline §5.6).
+
+Soft labels are logits: the target distribution is `softmax(target_logits)` (temperature 1).
+An inner loss is built by name from the real class prior, `INNER_LOSSES.get(name)(prior)`, so a
+method names its loss and the engine never branches on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ltdd.registry import Registry
+
+InnerLoss = Callable[[Tensor, Tensor], Tensor]
+
+INNER_LOSSES: Registry[Callable[[Tensor], InnerLoss]] = Registry("inner loss")
+
+
+def class_prior(counts: Sequence[int]) -> Tensor:
+    """The real long-tailed class prior w_c = n_c / sum(n) (float64): DAM's weights, sum 1."""
+    n = torch.as_tensor(list(counts), dtype=torch.float64)
+    return n / n.sum()
+
+
+def soft_ce(logits: Tensor, target_logits: Tensor) -> Tensor:
+    """-(1/B) sum_b sum_c softmax(target)_{b,c} log softmax(logits)_{b,c}."""
+    return -(F.softmax(target_logits, dim=1) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def prior_weighted_soft_ce(logits: Tensor, target_logits: Tensor, weights: Tensor) -> Tensor:
+    """DAM's loss: -(1/B) sum_b sum_c w_c q_{b,c} log softmax(logits)_{b,c}, q = softmax(target).
+
+    The weight multiplies the class axis of the soft target, not the sample (reference §5.6).
+    """
+    q = F.softmax(target_logits, dim=1) * weights.to(logits)
+    return -(q * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+@INNER_LOSSES.register("ce")
+def _ce(prior: Tensor) -> InnerLoss:
+    """Cross-entropy against fixed integer class labels (MTT)."""
+    return F.cross_entropy
+
+
+@INNER_LOSSES.register("soft_ce")
+def _soft_ce(prior: Tensor) -> InnerLoss:
+    return soft_ce
+
+
+@INNER_LOSSES.register("prior_weighted_soft_ce")
+def _prior_weighted(prior: Tensor) -> InnerLoss:
+    def loss(logits: Tensor, target_logits: Tensor) -> Tensor:
+        return prior_weighted_soft_ce(logits, target_logits, prior)
+
+    return loss
+
+
+def inner_loss(name: str, counts: Sequence[int]) -> InnerLoss:
+    """The inner loss `name` for a training set with per-class counts `counts`."""
+    return INNER_LOSSES.get(name)(class_prior(counts))

@@ -1,0 +1,168 @@
+"""One matching phase: unroll the student on the synthetic set, compare with the expert, and
+return the gradients of the normalised matching loss (reference-pipeline §5.8), as pure functions.
+
+The student's flat parameters W (length P) are split at `free_start`: W[:free_start] is frozen
+during the inner steps (detached, so no gradient is ever computed for it) and W[free_start:] is
+updated, W <- W - alpha * grad. `free_start = 0` updates everything (U = all); `free_start =
+classifier_start` updates only the classifier (U = classifier, expert decoupling), without
+computing backbone parameter gradients that would be thrown away. `match` is the boolean mask S
+of the coordinates compared with the expert's target:
+
+    L = ||(W_N - theta_T)[S]||^2 / ||(W_0 - theta_T)[S]||^2
+
+Two gradient modes:
+- `unrolled`: exact backpropagation through every inner step (memory grows with N; MTT).
+- `tesla`: constant memory in N, first order (reference §5.8): the inner gradients g_i are
+  differentiated only through their direct dependence on (X, Y) at fixed W_i; exact for N = 1.
+  The alpha gradient is exact for alpha with the sum of inner gradients G held fixed.
+Only the coordinates in S and in the free part contribute to the image/label gradients; with a
+frozen-backbone expert (classifier phase) this equals the reference's full-parameter matching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ltdd.distill.losses import InnerLoss
+from ltdd.registry import Registry
+
+Forward = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""`(frozen, free, x) -> logits` with parameters `cat(frozen, free)` (see `student.Student`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class InnerStep:
+    """One inner step: which synthetic images, and the (replayable) augmentation applied to them.
+
+    `augment` must be deterministic and differentiable: every pass that revisits the step calls
+    it again and must see the same augmentation (the DSA draw is fixed inside it).
+    """
+
+    index: Tensor
+    augment: Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class PhaseGradients:
+    """The phase's matching loss and its gradients w.r.t. images, labels (None if hard) and lr."""
+
+    loss: Tensor
+    images: Tensor
+    labels: Tensor | None
+    lr: Tensor
+
+
+GradientMode = Callable[..., PhaseGradients]
+GRADIENT_MODES: Registry[GradientMode] = Registry("gradient mode")
+
+
+def matching_loss(final: Tensor, start: Tensor, target: Tensor, match: Tensor) -> Tensor:
+    """||(final - target)[S]||^2 / ||(start - target)[S]||^2 (sum-reduced squared distances)."""
+    return (final - target)[match].pow(2).sum() / (start - target)[match].pow(2).sum()
+
+
+def _student(forward: Forward, frozen: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """`(free, x) -> logits` with the frozen part bound, detached (it never gets a gradient)."""
+    frozen = frozen.detach()
+    return lambda free, x: forward(frozen, free, x)
+
+
+def _leaves(images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Fresh leaf copies of images (and of soft labels) that autograd differentiates."""
+    x = images.detach().requires_grad_()
+    y = labels.detach()
+    if y.is_floating_point():
+        y.requires_grad_()
+        return x, y, [x, y]
+    return x, y, [x]
+
+
+@GRADIENT_MODES.register("unrolled")
+def unrolled_gradients(
+    forward: Forward,
+    loss_fn: InnerLoss,
+    images: Tensor,
+    labels: Tensor,
+    lr: Tensor,
+    start: Tensor,
+    target: Tensor,
+    steps: Sequence[InnerStep],
+    match: Tensor,
+    free_start: int = 0,
+) -> PhaseGradients:
+    """Exact gradients by backpropagation through all inner steps (alpha is live in the graph)."""
+    x, y, wrt = _leaves(images, labels)
+    alpha = lr.detach().requires_grad_()
+    student = _student(forward, start[:free_start])
+    w = start[free_start:].detach().requires_grad_()
+    for step in steps:
+        logits = student(w, step.augment(x[step.index]))
+        (g,) = torch.autograd.grad(loss_fn(logits, y[step.index]), w, create_graph=True)
+        w = w - alpha * g
+    final = torch.cat([start[:free_start].detach(), w])
+    loss = matching_loss(final, start, target, match)
+    grads = torch.autograd.grad(loss, [*wrt, alpha])
+    return PhaseGradients(
+        loss=loss.detach(),
+        images=grads[0],
+        labels=grads[1] if len(wrt) == 2 else None,
+        lr=grads[-1],
+    )
+
+
+@GRADIENT_MODES.register("tesla")
+def tesla_gradients(
+    forward: Forward,
+    loss_fn: InnerLoss,
+    images: Tensor,
+    labels: Tensor,
+    lr: Tensor,
+    start: Tensor,
+    target: Tensor,
+    steps: Sequence[InnerStep],
+    match: Tensor,
+    free_start: int = 0,
+) -> PhaseGradients:
+    """TESLA's constant-memory first-order gradients, exactly as reference §5.8."""
+    alpha = float(lr)
+    student = _student(forward, start[:free_start])
+    x0, y0 = images.detach(), labels.detach()
+
+    # Pass 1: unroll without a graph across steps; keep each W_i and the sum G of the g_i.
+    w = start[free_start:].detach()
+    weights: list[Tensor] = []
+    total = torch.zeros_like(w)
+    for step in steps:
+        weights.append(w)
+        wv = w.detach().requires_grad_()
+        logits = student(wv, step.augment(x0[step.index]))
+        (g,) = torch.autograd.grad(loss_fn(logits, y0[step.index]), wv)
+        w = w - alpha * g
+        total += g
+
+    # Loss and alpha gradient with W_N = W_0 - alpha * G.
+    g_full = torch.cat([torch.zeros_like(start[:free_start]), total])
+    denom = (start - target)[match].pow(2).sum()
+    resid = (start - alpha * g_full - target)[match]
+    loss = resid.pow(2).sum() / denom
+    d_lr = -2.0 * (g_full[match] * resid).sum() / denom
+
+    # Pass 2: dL/dg_i = c for every i; accumulate c . dg_i/d(X, Y) one step at a time.
+    coeff = 2.0 * (alpha * (target - start) + alpha**2 * g_full) / denom
+    coeff = torch.where(match, coeff, torch.zeros_like(coeff))[free_start:]
+    x, y, wrt = _leaves(images, labels)
+    d_images = torch.zeros_like(images)
+    d_labels = torch.zeros_like(labels) if len(wrt) == 2 else None
+    for step, w_i in zip(steps, weights, strict=True):
+        wv = w_i.detach().requires_grad_()
+        logits = student(wv, step.augment(x[step.index]))
+        (h,) = torch.autograd.grad(loss_fn(logits, y[step.index]), wv, create_graph=True)
+        grads = torch.autograd.grad((coeff * h).sum(), wrt)
+        d_images += grads[0]
+        if d_labels is not None:
+            d_labels += grads[1]
+    return PhaseGradients(loss=loss.detach(), images=d_images, labels=d_labels, lr=d_lr.detach())
