@@ -57,3 +57,21 @@ def tiny_config(**overrides) -> ExpertsConfig:
     )
     values.update(overrides)
     return ExpertsConfig(**values)
+
+
+def main(argv: list[str]) -> None:
+    """`python experts_support.py OUT [key=value ...]`: train tiny experts into OUT (for
+    the subprocess tests: SIGKILL-and-resume and torchrun)."""
+    from pathlib import Path
+
+    from ltdd.config import from_dict, parse_overrides, to_dict
+    from ltdd.experts import train_experts
+
+    cfg = from_dict(ExpertsConfig, {**to_dict(tiny_config()), **parse_overrides(argv[1:])})
+    train_experts(cfg, tiny_data(), Path(argv[0]), progress=False)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

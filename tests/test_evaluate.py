@@ -77,4 +77,4 @@ def test_evaluation_learns_above_chance_and_reports_both_profiles():
         assert len(acc["runs"]) == 2 and acc["std"] == pytest.approx(np.std(acc["runs"]))
         assert acc["mean"] > 0.3  # chance is 0.1
         assert set(out[profile]["groups"]) == {"head", "medium", "tail"}
-    assert out["settings"]["label_kind"] == "hard" and out["settings"]["train"]["epochs"] == 30
+    assert out["settings"]["label_kind"] == "hard" and out["settings"]["train"]["epochs"] == 20
