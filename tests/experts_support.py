@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ltdd.data.dataset import LongTailedData
@@ -9,6 +10,16 @@ from ltdd.experts.config import ExpertsConfig
 
 COUNTS = [24, 12, 6]
 SHAPE = (1, 8, 8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One intra-op thread while a test of this family runs: tiny ops on a shared 2-core CPU
+    are many times slower with two contending threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_data(seed: int = 0) -> LongTailedData:
