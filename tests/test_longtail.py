@@ -2,13 +2,14 @@ import json
 
 import numpy as np
 import pytest
-from helpers_formats import write_cifar10
 
 from ltdd.cli import main
 from ltdd.data.dataset import DataConfig, describe, prepare_data, split_longtail
 from ltdd.data.longtail import index_sha256, longtail_counts, longtail_indices
 from ltdd.data.sources import load_source
 from ltdd.errors import UserError
+
+from helpers_formats import write_cifar10
 
 FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
