@@ -326,8 +326,8 @@ def outer_step(
     for name in state.optimizers:
         if not torch.isfinite(getattr(state, name)).all():
             raise ValueError(f"the {name} are not finite after the update")
-    if float(state.lr) <= 0:
-        raise ValueError(f"the learned learning rate became {float(state.lr):.3g} <= 0")
+    if float(state.lr.detach()) <= 0:
+        raise ValueError(f"the learned learning rate became {float(state.lr.detach()):.3g} <= 0")
     state.iteration += 1
     return {
         "iteration": state.iteration,
@@ -335,7 +335,7 @@ def outer_step(
         "phase_losses": losses,
         "experts": experts,
         "start_epochs": starts,
-        "lr": float(state.lr),
+        "lr": float(state.lr.detach()),
         "updated": updated,
     }
 
@@ -397,7 +397,7 @@ def _validation_accuracy(
     model = train_network(
         state.images.detach(),
         state.labels.detach(),
-        float(state.lr),
+        float(state.lr.detach()),
         data.num_classes,
         train_cfg,
         seed=derive_seed(cfg.seed, 2),
@@ -492,7 +492,7 @@ def distill(
             try:
                 record = outer_step(state, cfg, plans, student, gradient)
             except ValueError as exc:
-                raise _stop(state.iteration, str(exc), out_dir, saved) from None
+                raise _stop(state.iteration + 1, str(exc), out_dir, saved) from None
             record["seconds"] = time.perf_counter() - tick
             if cfg.eval_every and state.iteration % cfg.eval_every == 0:
                 record["val_balanced_accuracy"] = _validation_accuracy(state, cfg, data, device)

@@ -128,7 +128,7 @@ def tesla_gradients(
     free_start: int = 0,
 ) -> PhaseGradients:
     """TESLA's constant-memory first-order gradients, exactly as reference §5.8."""
-    alpha = float(lr)
+    alpha = float(lr.detach())
     student = _student(forward, start[:free_start])
     x0, y0 = images.detach(), labels.detach()
 
