@@ -4,17 +4,18 @@ import dataclasses
 
 import pytest
 import torch
+
+from ltdd.errors import UserError
+from ltdd.experts import train_experts
+from ltdd.experts.maxnorm import project_rows, row_threshold
+from ltdd.experts.trainer import Engine
+
 from experts_support import (
     SHAPE,
     single_thread,  # noqa: F401 (autouse fixture)
     tiny_config,
     tiny_data,
 )
-
-from ltdd.errors import UserError
-from ltdd.experts import train_experts
-from ltdd.experts.maxnorm import project_rows, row_threshold
-from ltdd.experts.trainer import Engine
 
 
 def test_maxnorm_threshold_and_projection_by_hand():

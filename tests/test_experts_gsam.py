@@ -7,14 +7,15 @@ norm, in-place perturbation and restoration, gradient decomposition, then `torch
 import pytest
 import torch
 import torch.nn.functional as F
+
+from ltdd.experts import gsam
+from ltdd.experts.trainer import Engine
+
 from experts_support import (
     SHAPE,
     single_thread,  # noqa: F401 (autouse fixture)
     tiny_config,
 )
-
-from ltdd.experts import gsam
-from ltdd.experts.trainer import Engine
 
 EPS = 1e-12
 

@@ -20,7 +20,8 @@ from ltdd.experts.sampler import SAMPLERS
 from ltdd.experts.store import DTYPES
 from ltdd.experts.trainer import Engine, expert_seed
 
-_BYTES_PER_ENTRY = 64  # safetensors header per tensor, generous
+_BYTES_PER_ENTRY = 64  # safetensors header per tensor
+_META_BYTES = 1024  # the JSON metadata of an expert file (test metrics, epochs)
 
 
 def _activation_bytes(engine: Engine) -> int:
@@ -81,7 +82,7 @@ def estimate(cfg: ExpertsConfig, data_info: dict, timed_steps: int = 2) -> dict:
     itemsize = DTYPES[cfg.dtype].itemsize
     kept = len(cfg.save_epochs)
     final = 0 if cfg.dtype == "float32" and cfg.epochs in cfg.save_epochs else 4 * num_params
-    per_expert = kept * (num_params * itemsize + _BYTES_PER_ENTRY) + final
+    per_expert = kept * (num_params * itemsize + _BYTES_PER_ENTRY) + final + _META_BYTES
     state_bytes = 4 * k * (num_params + 2 * trainable)
     data_bytes = 4 * math.prod(image_shape) * len(labels)
     passes = 2 if cfg.gsam else 1
