@@ -151,15 +151,8 @@ def show(args: argparse.Namespace) -> None:
         raise UserError(f"--max-per-class must be positive, got {args.max_per_class}")
     distilled, data = load_set_and_data(args.file, args.root)
     pictures = data.preprocessing.inverse_transform(distilled.images)
-    classes = distilled.labels if distilled.label_kind == "hard" else _block_classes(distilled)
+    classes = distilled.class_ids
     meta = distilled.meta
     title = f"{meta['method']} · {meta['dataset']} β={meta['imbalance_factor']:g}"
     save_class_grid(pictures, classes, data.class_names, args.out, args.max_per_class, title)
     log.info("-> %s", args.out)
-
-
-def _block_classes(distilled: DistilledSet) -> torch.Tensor:
-    """Class of each image of a soft-label set: the stored classes, else argmax of the logits."""
-    if "classes" in distilled.meta:
-        return torch.as_tensor(distilled.meta["classes"])
-    return distilled.labels.argmax(dim=1)

@@ -20,12 +20,24 @@ REQUIRED_META = ("dataset", "imbalance_factor", "ipc", "method", "label_kind", "
 
 @dataclass
 class DistilledSet:
-    """Images in model-input space, hard (N,) or soft (N, K) labels, and a learning rate."""
+    """Images in model-input space, hard (N,) or soft (N, K) labels, and a learning rate.
+
+    `classes` (optional tensor in the file) is the class each image stands for; soft-label sets
+    store it so that hard-label evaluations (DD-Ranking's HLR) and pictures need no argmax.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
     lr: float
     meta: dict = field(default_factory=dict)
+    classes: torch.Tensor | None = None
+
+    @property
+    def class_ids(self) -> torch.Tensor:
+        """The class of each image: `classes`, else the hard labels, else argmax of the logits."""
+        if self.classes is not None:
+            return self.classes
+        return self.labels if self.labels.dtype == torch.int64 else self.labels.argmax(dim=1)
 
     @property
     def label_kind(self) -> str:
@@ -41,6 +53,8 @@ class DistilledSet:
             "labels": self.labels,
             "lr": torch.tensor(float(self.lr), dtype=torch.float32),
         }
+        if self.classes is not None:
+            tensors["classes"] = self.classes.long()
         save_tensors(path, tensors, meta)
         return Path(path)
 
@@ -51,7 +65,9 @@ class DistilledSet:
         problem = _validate(tensors, meta)
         if problem:
             raise UserError(f"{path}: not a valid ltdd distilled set ({problem})")
-        return cls(tensors["images"], tensors["labels"], float(tensors["lr"]), meta)
+        return cls(
+            tensors["images"], tensors["labels"], float(tensors["lr"]), meta, tensors.get("classes")
+        )
 
 
 def _validate(tensors: dict[str, torch.Tensor], meta: dict) -> str | None:
@@ -66,6 +82,9 @@ def _validate(tensors: dict[str, torch.Tensor], meta: dict) -> str | None:
             return f"hard labels must have shape ({len(images)},), got {tuple(labels.shape)}"
     elif labels.dtype != torch.float32 or labels.ndim != 2 or len(labels) != len(images):
         return f"labels must be N int64 or N×K float32, got {labels.dtype} {tuple(labels.shape)}"
+    classes = tensors.get("classes")
+    if classes is not None and (classes.dtype != torch.int64 or classes.shape != (len(images),)):
+        return f"classes must be {len(images)} int64 class ids, got {tuple(classes.shape)}"
     if lr.numel() != 1 or not torch.isfinite(lr).all() or float(lr) <= 0:
         return f"lr must be one positive number, got {lr.flatten()[:3].tolist()}"
     if not torch.isfinite(images).all() or not torch.isfinite(labels.float()).all():
