@@ -211,3 +211,21 @@ def test_validation_accuracy_is_logged_from_the_validation_split(data, experts, 
     lines = [json.loads(x) for x in (tmp_path / METRICS).read_text().splitlines()]
     assert "val_balanced_accuracy" not in lines[0]
     assert 0.0 <= lines[1]["val_balanced_accuracy"] <= 1.0
+
+
+def test_image_init_override(data, experts, tmp_path):
+    cfg = config("ltdd", iterations=1, image_init="random_real")
+    meta = load_tensors(distill(cfg, data, experts, tmp_path / "a", progress=False))[1]
+    assert meta["init"]["selection"] == "random_real"
+    with pytest.raises(UserError, match="method mtt has none; use image_init: random_real"):
+        distill(config("mtt", image_init="correct_real"), data, experts, tmp_path / "b")
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_registered_methods_are_valid_configurations(method):
+    m = METHODS.get(method)()
+    assert m.phases and m.gradient in ("tesla", "unrolled")
+    for phase in m.phases:
+        assert (phase.inner_loss == "ce") == (m.label_kind == "hard")
+    with pytest.raises(ValueError, match="slot match must be one of all, backbone, classifier"):
+        dataclasses.replace(m.phases[0], match="head")

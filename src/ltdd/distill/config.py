@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ltdd.data.augment import DSAConfig
 from ltdd.distill.init import FILL_POLICIES
 from ltdd.distill.matching import GRADIENT_MODES
+from ltdd.distill.methods import IMAGE_INITS
 from ltdd.errors import UserError
 
 
@@ -37,10 +38,14 @@ def _classifier_phase() -> PhaseConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Trajectory-matching distillation (`ltdd distill`). Learning rates as the reference (§5.5)."""
+    """Trajectory-matching distillation (`ltdd distill`). Learning rates as the reference (§5.5).
+
+    `gradient` and `image_init` left as None take the method's default.
+    """
 
     method: str = "ltdd"
     gradient: str | None = field(default=None, metadata={"choices": tuple(GRADIENT_MODES.names())})
+    image_init: str | None = field(default=None, metadata={"choices": IMAGE_INITS})
     ipc: int = field(default=10, metadata={"ge": 1})
     iterations: int = field(default=1000, metadata={"ge": 1})
     expert_epochs: int = field(default=2, metadata={"ge": 1})

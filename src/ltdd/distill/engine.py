@@ -12,6 +12,7 @@ uninterrupted one), `metrics.jsonl` (one line per iteration) and the final `dist
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -98,8 +99,17 @@ def config_hash(cfg: DistillConfig) -> str:
 
 
 def resolve_method(cfg: DistillConfig) -> tuple[Method, str]:
-    """The method instance and the gradient mode (the config's, else the method's default)."""
+    """The method with the config's `image_init` applied, and the gradient mode (the config's,
+    else the method's default)."""
     method = METHODS.get(cfg.method)()
+    if cfg.image_init is not None:
+        try:
+            method = dataclasses.replace(method, image_init=cfg.image_init)
+        except ValueError:
+            raise UserError(
+                f"image_init {cfg.image_init} needs experts to classify images, and method "
+                f"{cfg.method} has none; use image_init: random_real"
+            ) from None
     return method, cfg.gradient or method.gradient
 
 

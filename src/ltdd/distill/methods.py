@@ -21,6 +21,11 @@ LABEL_KINDS = ("hard", "soft")
 IMAGE_INITS = ("random_real", "correct_real")
 
 
+def _check(slot: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"method slot {slot} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Phase:
     """One matching phase.
@@ -36,6 +41,10 @@ class Phase:
     match: str = "all"
     update: str = "all"
 
+    def __post_init__(self) -> None:
+        _check("match", self.match, PARAM_GROUPS)
+        _check("update", self.update, UPDATE_GROUPS)
+
 
 @dataclass(frozen=True)
 class Method:
@@ -46,6 +55,15 @@ class Method:
     image_init: str = "correct_real"
     init_experts: str = ""
     gradient: str = "tesla"
+
+    def __post_init__(self) -> None:
+        _check("label_kind", self.label_kind, LABEL_KINDS)
+        _check("image_init", self.image_init, IMAGE_INITS)
+        needs_experts = self.label_kind == "soft" or self.image_init == "correct_real"
+        if needs_experts and not self.init_experts:
+            raise ValueError("soft labels and correct_real images need init_experts")
+        if not self.phases:
+            raise ValueError("a method needs at least one phase")
 
     @property
     def expert_kinds(self) -> list[str]:
