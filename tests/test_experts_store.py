@@ -4,16 +4,17 @@ import json
 
 import pytest
 import torch
-from experts_support import (
-    single_thread,  # noqa: F401 (autouse fixture)
-    tiny_config,
-    tiny_data,
-)
 from safetensors import safe_open
 
 from ltdd.errors import UserError
 from ltdd.experts import TrajectoryStore, estimate, summary_table, train_experts
 from ltdd.io import save_tensors, sha256_file
+
+from experts_support import (
+    single_thread,  # noqa: F401 (autouse fixture)
+    tiny_config,
+    tiny_data,
+)
 
 DATA_INFO = {"num_classes": 3, "image_shape": [1, 8, 8], "train_counts": [24, 12, 6]}
 

@@ -1,14 +1,15 @@
 """K experts trained together with vmap equal the same experts trained one by one."""
 
 import torch
+
+from ltdd.experts import train_experts
+from ltdd.experts.trainer import expert_seed
+
 from experts_support import (
     single_thread,  # noqa: F401 (autouse fixture)
     tiny_config,
     tiny_data,
 )
-
-from ltdd.experts import train_experts
-from ltdd.experts.trainer import expert_seed
 
 
 def test_vectorised_equals_one_by_one(tmp_path):
