@@ -75,3 +75,13 @@ def test_override_values_are_parsed_as_yaml():
         "d": "text",
     }
     assert load_config(Outer, None, ["inner.lr=1e-3"]).inner.lr == 1e-3  # YAML 1.1 reads a str
+
+
+@dataclass(frozen=True)
+class Sections:
+    fast: Inner = field(default_factory=lambda: Inner(lr=0.5, norm="batch"))
+
+
+def test_a_partial_section_keeps_the_fields_own_default():
+    cfg = load_config(Sections, None, ["fast.lr=0.25"])
+    assert cfg.fast == Inner(lr=0.25, norm="batch")

@@ -123,8 +123,12 @@ def _build(cls: type[C], values: dict, prefix: str = "") -> C:
         known = ", ".join(sorted(fields))
         raise UserError(f"unknown config key {prefix}{unknown[0]}; known keys here: {known}")
     kwargs = {}
+    defaults = cls()
     for name, value in values.items():
         key = prefix + name
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = merge(to_dict(default), value)  # a partial section keeps the field's default
         coerced = _coerce(value, hints[name], key)
         _check(coerced, fields[name].metadata, key)
         kwargs[name] = coerced
