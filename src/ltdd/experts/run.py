@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -82,6 +83,93 @@ def _check_existing(out_dir: Path, config_hash: str, num_experts: int) -> None:
             raise stale
 
 
+def _check_layout(source: TrajectoryStore | None, engine: Engine) -> None:
+    layout = engine.layout
+    if source is not None and (source.layout.names, source.layout.shapes) != (
+        layout.names,
+        layout.shapes,
+    ):
+        raise UserError(
+            f"{source.directory}: its experts have another architecture than "
+            f"model={engine.cfg.model} with these width/depth/norm settings"
+        )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every group of one `train_experts` call shares."""
+
+    engine: Engine
+    data: LongTailedData
+    out_dir: Path
+    config_hash: str
+    source: TrajectoryStore | None
+    progress: bool
+
+    def initial_params(self, experts: list[int], seeds: list[int]) -> torch.Tensor:
+        """(K, P): the source's final weights (classifier experts) or a fresh initialisation."""
+        if self.source is not None:
+            return torch.stack([self.source.final(i) for i in experts]).to(self.engine.device)
+        return torch.stack([self.engine.init_params(s) for s in seeds])
+
+    def run_group(self, experts: list[int]) -> None:
+        """Train one group (resuming) and write the expert files that do not exist yet."""
+        engine, cfg, data = self.engine, self.engine.cfg, self.data
+        device = engine.device
+        todo = [i for i in experts if not (self.out_dir / expert_filename(i)).is_file()]
+        checkpoint = GroupCheckpoint(self.out_dir, experts, self.config_hash)
+        if todo:
+            seeds = [expert_seed(cfg.seed, i) for i in experts]
+            labels = data.train_labels.to(device)
+            final = train_group(
+                engine,
+                checkpoint,
+                lambda: engine.fresh_state(self.initial_params(experts, seeds), seeds, labels),
+                data.train_images.to(device),
+                labels,
+                self.progress,
+            )
+            test_images = data.test_images.to(device)
+            for k, index in enumerate(experts):
+                if index in todo:
+                    metrics = engine.evaluate(
+                        final[k], test_images, data.test_labels, data.train_counts
+                    )
+                    meta = {
+                        "kind": cfg.kind,
+                        "index": index,
+                        "seed": seeds[k],
+                        "config_hash": self.config_hash,
+                        "epochs": cfg.save_epochs,
+                        "metrics": metrics,
+                    }
+                    snapshots = checkpoint.snapshots(k, cfg.save_epochs)
+                    path = self.out_dir / expert_filename(index)
+                    write_expert(path, snapshots, final[k], cfg.epochs, cfg.dtype, meta)
+                    log.info("expert %d: balanced test accuracy %.4f", index, metrics["accuracy"])
+        checkpoint.remove()
+
+    def manifest_header(self, fingerprint: str) -> dict:
+        cfg, layout, source = self.engine.cfg, self.engine.layout, self.source
+        return {
+            "kind": cfg.kind,
+            "config": to_dict(cfg),
+            "config_hash": self.config_hash,
+            "data_fingerprint": fingerprint,
+            "dataset": self.data.info.get("dataset"),
+            "train_counts": list(self.data.train_counts),
+            "source": None
+            if source is None
+            else {"directory": str(source.directory), "config_hash": source.config_hash},
+            "layout": {"names": layout.names, "shapes": [list(s) for s in layout.shapes]},
+            "num_params": layout.num_params,
+            "classifier_start": layout.classifier_start,
+            "epochs": cfg.save_epochs,
+            "num_epochs": cfg.epochs,
+            "dtype": cfg.dtype,
+        }
+
+
 def train_experts(
     cfg: ExpertsConfig,
     data: LongTailedData,
@@ -100,89 +188,22 @@ def train_experts(
     device = rank_device(resolve_device(cfg.device), ranks)
     fingerprint = data_fingerprint(data)
     _check_source(cfg, source, fingerprint)
-    source_hash = source.config_hash if source is not None else None
     config_hash = canonical_hash(
-        {"config": hashed_config(cfg), "data": fingerprint, "source": source_hash}
+        {
+            "config": hashed_config(cfg),
+            "data": fingerprint,
+            "source": source.config_hash if source is not None else None,
+        }
     )
     _check_existing(out_dir, config_hash, cfg.num_experts)
     with process_group(ranks, device):
         engine = Engine(cfg, data.num_classes, tuple(data.image_shape), device)
-        if source is not None and (
-            source.layout.names != engine.layout.names
-            or source.layout.shapes != engine.layout.shapes
-        ):
-            raise UserError(
-                f"{source.directory}: its experts have another architecture than "
-                f"model={cfg.model} with these width/depth/norm settings"
-            )
-        images = data.train_images.to(device)
-        labels = data.train_labels.to(device)
-        test_images = data.test_images.to(device)
+        _check_layout(source, engine)
+        job = _Job(engine, data, out_dir, config_hash, source, progress and ranks.is_main)
         for experts in ranks.share(groups_of(cfg)):
-            todo = [i for i in experts if not (out_dir / expert_filename(i)).is_file()]
-            checkpoint = GroupCheckpoint(out_dir, experts, config_hash)
-            if not todo:
-                checkpoint.remove()
-                continue
-            seeds = [expert_seed(cfg.seed, i) for i in experts]
-
-            def fresh(experts=experts, seeds=seeds):
-                if source is not None:
-                    init = torch.stack([source.final(i) for i in experts]).to(device)
-                else:
-                    init = torch.stack([engine.init_params(s) for s in seeds])
-                return engine.fresh_state(init, seeds, labels)
-
-            final = train_group(
-                engine, checkpoint, fresh, images, labels, progress and ranks.is_main
-            )
-            for k, index in enumerate(experts):
-                if index not in todo:
-                    continue
-                metrics = engine.evaluate(
-                    final[k], test_images, data.test_labels, data.train_counts
-                )
-                meta = {
-                    "kind": cfg.kind,
-                    "index": index,
-                    "seed": seeds[k],
-                    "config_hash": config_hash,
-                    "epochs": cfg.save_epochs,
-                    "metrics": metrics,
-                }
-                snapshots = checkpoint.snapshots(k, cfg.save_epochs)
-                write_expert(
-                    out_dir / expert_filename(index),
-                    snapshots,
-                    final[k],
-                    cfg.epochs,
-                    cfg.dtype,
-                    meta,
-                )
-                log.info("expert %d: balanced test accuracy %.4f", index, metrics["accuracy"])
-            checkpoint.remove()
+            job.run_group(experts)
         barrier(ranks)
         if ranks.is_main:
-            header = {
-                "kind": cfg.kind,
-                "config": to_dict(cfg),
-                "config_hash": config_hash,
-                "data_fingerprint": fingerprint,
-                "dataset": data.info.get("dataset"),
-                "train_counts": list(data.train_counts),
-                "source": None
-                if source is None
-                else {"directory": str(source.directory), "config_hash": source_hash},
-                "layout": {
-                    "names": engine.layout.names,
-                    "shapes": [list(s) for s in engine.layout.shapes],
-                },
-                "num_params": engine.layout.num_params,
-                "classifier_start": engine.layout.classifier_start,
-                "epochs": cfg.save_epochs,
-                "num_epochs": cfg.epochs,
-                "dtype": cfg.dtype,
-            }
-            write_manifest(out_dir, header, cfg.num_experts)
+            write_manifest(out_dir, job.manifest_header(fingerprint), cfg.num_experts)
         barrier(ranks)
     return TrajectoryStore(out_dir)
