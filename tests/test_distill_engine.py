@@ -229,3 +229,10 @@ def test_registered_methods_are_valid_configurations(method):
         assert (phase.inner_loss == "ce") == (m.label_kind == "hard")
     with pytest.raises(ValueError, match="slot match must be one of all, backbone, classifier"):
         dataclasses.replace(m.phases[0], match="head")
+
+
+def test_more_iterations_continue_the_checkpoint(data, experts, tmp_path):
+    fresh = distill(config("mtt", iterations=3), data, experts, tmp_path / "a", progress=False)
+    distill(config("mtt", iterations=2), data, experts, tmp_path / "b", progress=False)
+    more = distill(config("mtt", iterations=3), data, experts, tmp_path / "b", progress=False)
+    assert more.read_bytes() == fresh.read_bytes()

@@ -51,6 +51,11 @@ CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
 DISTILLED = "distilled.safetensors"
 _LEARNED = ("images", "labels", "lr")
+_SCHEDULE_KEYS = ("iterations", "checkpoint_every", "eval_every", "eval_epochs")
+
+
+class Diverged(Exception):
+    """A non-finite loss, gradient or value, or a learning rate <= 0, during an iteration."""
 
 
 class TrajectorySource(Protocol):
@@ -93,8 +98,14 @@ def derive_seed(seed: int, *stream: int) -> int:
     return int(np.random.SeedSequence([seed, *stream]).generate_state(2, np.uint64)[0] >> 1)
 
 
-def config_hash(cfg: DistillConfig) -> str:
-    text = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+def config_hash(cfg: DistillConfig, resumable: bool = False) -> str:
+    """sha256 of the config; with `resumable`, of the keys that shape the iterations only, so a
+    checkpoint can be continued with more iterations or another checkpoint/eval schedule."""
+    values = to_dict(cfg)
+    if resumable:
+        for key in _SCHEDULE_KEYS:
+            values.pop(key)
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -166,7 +177,6 @@ def _logits_fn(
 ) -> Callable[[Tensor], Tensor]:
     """The logits of `expert` at its last kept epoch, in batches."""
     flat = source.snapshot(expert, source.epochs[-1]).to(device)
-
     none = flat[:0]
 
     @torch.no_grad()
@@ -189,9 +199,12 @@ def initial_state(
     """Synthetic images and labels (reference §5.3-5.4), alpha and fresh optimisers."""
     generator = torch.Generator().manual_seed(derive_seed(cfg.seed, 0))
     predict = None
-    if method.image_init == "correct_real":
-        label_expert = _logits_fn(student, experts[method.init_experts], 0, device)
-        predict = lambda x: label_expert(x).argmax(dim=1)  # noqa: E731
+    if method.image_init == "correct_real":  # the first init expert selects, as the reference
+        selector = _logits_fn(student, experts[method.init_experts], 0, device)
+
+        def predict(x: Tensor) -> Tensor:
+            return selector(x).argmax(dim=1)
+
     images, classes, record = init_images(
         data.train_images.cpu(),
         data.train_labels.cpu(),
@@ -305,7 +318,7 @@ def outer_step(
     student: Student,
     gradient: str,
 ) -> dict:
-    """One outer iteration; returns its metrics. Raises ValueError naming what is not finite."""
+    """One outer iteration; returns its metrics. Raises `Diverged` naming what is not finite."""
     combined = {"images": 0.0, "labels": 0.0, "lr": 0.0}
     losses, experts, starts = [], [], []
     for plan, cursor, generator in zip(plans, state.cursors, state.generators, strict=True):
@@ -322,10 +335,10 @@ def outer_step(
             combined["labels"] = combined["labels"] + weight * grads.labels
     total = sum(losses)
     if not np.isfinite(total):
-        raise ValueError(f"matching loss is {total}")
+        raise Diverged(f"matching loss is {total}")
     for name, grad in combined.items():
         if isinstance(grad, Tensor) and not torch.isfinite(grad).all():
-            raise ValueError(f"the gradient of the {name} is not finite")
+            raise Diverged(f"the gradient of the {name} is not finite")
     updated = cfg.threshold is None or total <= cfg.threshold
     if updated:
         for name, opt in state.optimizers.items():
@@ -335,9 +348,9 @@ def outer_step(
             param.grad = None
     for name in state.optimizers:
         if not torch.isfinite(getattr(state, name)).all():
-            raise ValueError(f"the {name} are not finite after the update")
+            raise Diverged(f"the {name} are not finite after the update")
     if float(state.lr.detach()) <= 0:
-        raise ValueError(f"the learned learning rate became {float(state.lr.detach()):.3g} <= 0")
+        raise Diverged(f"the learned learning rate became {float(state.lr.detach()):.3g} <= 0")
     state.iteration += 1
     return {
         "iteration": state.iteration,
@@ -368,7 +381,7 @@ def save_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
         "iteration": state.iteration,
         "cursors": [c.state() for c in state.cursors],
         "init": state.init_record,
-        "config_sha256": config_hash(cfg),
+        "resume_sha256": config_hash(cfg, resumable=True),
     }
     save_tensors(path, tensors, meta)
 
@@ -376,7 +389,7 @@ def save_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
 def load_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
     """Restore `state` (built by `initial_state`) from a checkpoint of the same config."""
     tensors, meta = load_tensors(path)
-    if meta.get("config_sha256") != config_hash(cfg):
+    if meta.get("resume_sha256") != config_hash(cfg, resumable=True):
         raise UserError(
             f"{path} was written by a different distillation config; "
             "use a fresh output directory or delete the checkpoint"
@@ -501,7 +514,7 @@ def distill(
             tick = time.perf_counter()
             try:
                 record = outer_step(state, cfg, plans, student, gradient)
-            except ValueError as exc:
+            except Diverged as exc:
                 raise _stop(state.iteration + 1, str(exc), out_dir, saved) from None
             record["seconds"] = time.perf_counter() - tick
             if cfg.eval_every and state.iteration % cfg.eval_every == 0:
