@@ -3,6 +3,8 @@ trajectories made by a few SGD steps of a tiny ConvNet, and DSA-backed inner ste
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -114,3 +116,12 @@ def dsa_steps(
         draw = sample_dsa(batch, shape, g, DSAConfig())
         out.append(InnerStep(index=index, augment=lambda x, d=draw: apply_dsa(x, d)))
     return out
+
+
+def one_thread() -> Iterator[None]:
+    """Run a test module on one torch thread, then restore the count: these tiny problems are
+    latency-bound, and two threads on a shared 2-core CPU made them about 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

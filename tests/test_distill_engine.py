@@ -8,13 +8,15 @@ import json
 
 import pytest
 import torch
-from distill_toy import MODEL, MemorySource, toy_data, toy_experts
+from distill_toy import MODEL, MemorySource, one_thread, toy_data, toy_experts
 
 from ltdd.config import from_dict
 from ltdd.distill import METHODS, DistillConfig, PhaseConfig, distill
 from ltdd.distill.engine import CHECKPOINT, DISTILLED, METRICS
 from ltdd.errors import UserError
 from ltdd.io import load_tensors
+
+_single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from distill_toy import dsa_steps, toy_model
+from distill_toy import dsa_steps, one_thread, toy_model
 
 from ltdd.distill.losses import inner_loss
 from ltdd.distill.matching import (
@@ -22,6 +22,8 @@ from ltdd.distill.student import Student
 
 C, IPC = 4, 2
 N_IMG = C * IPC
+
+_single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 
 def problem(seed: int, frozen_backbone: bool = False, soft: bool = True):
