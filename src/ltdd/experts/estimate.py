@@ -39,25 +39,30 @@ def _activation_bytes(engine: Engine) -> int:
     return 4 * sum(sizes)
 
 
-def _seconds_per_step(engine: Engine, k: int, timed_steps: int) -> float:
+def seconds_per_step(engine: Engine, k: int, timed_steps: int) -> float:
+    """Wall seconds of one training step of K experts (DSA, batching, GSAM and SGD included),
+    timed over an epoch of `timed_steps` steps of random images after a one-step warm-up."""
     cfg = engine.cfg
     device = engine.device
-    n = cfg.batch_size * timed_steps
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randn(n, *engine.image_shape, generator=gen).to(device)
-    labels = (torch.arange(n) % engine.num_classes).to(device)
     seeds = [expert_seed(cfg.seed, i) for i in range(k)]
     init = torch.stack([engine.init_params(s) for s in seeds])
-    state = engine.fresh_state(init, seeds, labels)
-    engine.train_epoch(state, images, labels)  # warm-up
-    steps = len(state.samplers[0].epoch(torch.Generator().manual_seed(0)))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    begin = time.perf_counter()
-    engine.train_epoch(state, images, labels)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - begin) / steps
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch_seconds(steps: int) -> float:
+        n = cfg.batch_size * steps  # class-balanced labels: both samplers give `steps` batches
+        images = torch.randn(n, *engine.image_shape, generator=gen).to(device)
+        labels = (torch.arange(n) % engine.num_classes).to(device)
+        state = engine.fresh_state(init, seeds, labels)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        begin = time.perf_counter()
+        engine.train_epoch(state, images, labels)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - begin
+
+    epoch_seconds(1)
+    return epoch_seconds(timed_steps) / timed_steps
 
 
 def estimate(cfg: ExpertsConfig, data_info: dict, timed_steps: int = 2) -> dict:
@@ -90,7 +95,7 @@ def estimate(cfg: ExpertsConfig, data_info: dict, timed_steps: int = 2) -> dict:
     param_memory = 4 * k * (2 * num_params + (2 + 2 * passes) * trainable)
     activations = 2 * _activation_bytes(engine) * cfg.batch_size * k
 
-    per_step = _seconds_per_step(engine, k, timed_steps)
+    per_step = seconds_per_step(engine, k, timed_steps)
     groups_per_rank = math.ceil(groups / ranks.world_size)
     return {
         "device": str(device),

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.func import grad_and_value, vmap
+from torch.func import functional_call, grad_and_value, vmap
 from tqdm import tqdm
 
 from ltdd.data.augment import dsa
@@ -71,6 +71,7 @@ class Engine:
             )
         self.layout = ParamLayout.from_module(self.model)
         self.start = self.layout.classifier_start if cfg.trains_classifier_only else 0
+        self.first_trainable = self.layout.offsets.index(self.start)
         weight = self.layout.names.index("classifier.weight")
         self.weight_slice = slice(
             self.layout.offsets[weight] - self.start,
@@ -92,8 +93,18 @@ class Engine:
         return self.layout.flatten(self._build(seed=init_seed)).to(self.device)
 
     def _loss(self, trainable: Tensor, frozen: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        flat = torch.cat([frozen, trainable])
-        return F.cross_entropy(functional_forward(self.model, self.layout, flat, x), y)
+        """Cross-entropy; the frozen and trainable slices are split into parameters separately,
+        so no backbone parameter is a view of `trainable` and autograd never reaches it."""
+        numels = self.layout.numels
+        first = self.first_trainable
+        pieces = [*torch.split(frozen, numels[:first]), *torch.split(trainable, numels[first:])]
+        params = {
+            name: piece.view(shape)
+            for name, piece, shape in zip(
+                self.layout.names, pieces, self.layout.shapes, strict=True
+            )
+        }
+        return F.cross_entropy(functional_call(self.model, params, (x,)), y)
 
     def _step(
         self, w: Tensor, frozen: Tensor, buf: Tensor, tau: Tensor, x: Tensor, y: Tensor
