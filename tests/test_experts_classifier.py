@@ -102,3 +102,19 @@ def test_classifier_source_checks(stores, tmp_path):
         )
     with pytest.raises(UserError, match="only for kind=classifier"):
         train_experts(tiny_config(kind="mtt"), data, tmp_path / "f", source=rep)
+
+
+def _step_ops(kind: str) -> set[str]:
+    cfg = tiny_config(kind=kind).resolved()
+    engine = Engine(cfg, 3, SHAPE, torch.device("cpu"))
+    w0 = torch.stack([engine.init_params(s) for s in (1, 2)])
+    x, y = torch.randn(2, 6, *SHAPE), torch.randint(0, 3, (2, 6))
+    frozen, w = w0[:, : engine.start], w0[:, engine.start :]
+    with torch.profiler.profile() as prof:
+        engine.step(w, frozen, torch.zeros_like(w), torch.zeros(2), x, y)
+    return {event.key for event in prof.key_averages()}
+
+
+def test_classifier_step_computes_no_backbone_gradient():
+    assert "aten::convolution_backward" in _step_ops("representation")
+    assert "aten::convolution_backward" not in _step_ops("classifier")
