@@ -149,6 +149,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-class", type=int, default=10, help="columns; default 10")
     p.add_argument("--root", type=Path, default=None, help="dataset root, if it moved")
     p.set_defaults(func=commands.show)
+
+    p = sub.add_parser(
+        "experts",
+        help="train expert trajectories (resumable, torchrun-aware)",
+        description="Train expert networks and store their trajectories (one "
+        "safetensors file per expert + manifest.json). Config "
+        "sections: data, experts. Killed runs resume where they "
+        "stopped; under torchrun the experts are split over ranks.",
+    )
+    _add_config_args(p)
+    p.add_argument("--out", type=Path, required=True, help="store directory to write")
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="representation store that classifier experts start from",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the expected disk, memory and time, train nothing",
+    )
+    p.set_defaults(func=commands.experts)
+
+    p = sub.add_parser(
+        "distill",
+        help="distil a long-tailed set with mtt, datm or ltdd",
+        description="Trajectory-matching distillation. Config sections: data, "
+        "distill (see configs/official and configs/cpu). Resumes "
+        "from the checkpoint in --out.",
+    )
+    _add_config_args(p)
+    p.add_argument(
+        "--experts",
+        type=Path,
+        required=True,
+        help="folder with one expert store per kind (representation/, classifier/, "
+        "mtt/, datm/) as `ltdd run` lays them out",
+    )
+    p.add_argument(
+        "--share-experts",
+        default=None,
+        metavar="KIND",
+        help="let mtt and datm match the KIND store (e.g. representation)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.set_defaults(func=commands.distill_cmd)
+
+    p = sub.add_parser(
+        "run",
+        help="data -> experts -> sets -> evaluation -> report",
+        description="Run every stage of a run config in runs/<name>/, reusing "
+        "each stage whose configuration hash matches and recomputing "
+        "the rest; prints the results table and the report path.",
+    )
+    _add_config_args(p)
+    p.set_defaults(func=commands.run)
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild report.md and figures from run directories",
+        description="Rebuild the report from the files of one run directory, or "
+        "of several (e.g. one per β) shown side by side.",
+    )
+    p.add_argument("run_dirs", type=Path, nargs="+", help="run directories (first = main)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="report folder; default <first run>/report"
+    )
+    p.set_defaults(func=commands.report)
     return parser
 
 

@@ -5,18 +5,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ltdd.config import from_dict, to_dict
+from ltdd.config import from_dict, load_config, to_dict
 from ltdd.data.dataset import DataConfig, LongTailedData, describe, prepare_data
 from ltdd.device import resolve_device
+from ltdd.distill.config import DistillConfig
+from ltdd.distill.engine import distill
+from ltdd.distill.methods import METHODS
 from ltdd.distilled import DistilledSet
 from ltdd.errors import UserError
 from ltdd.evaluate.evaluate import EvalConfig, evaluate_set
 from ltdd.evaluate.trainer import TrainConfig
+from ltdd.experts import ExpertsConfig, TrajectoryStore, estimate, summary_table, train_experts
 from ltdd.io import write_json
+from ltdd.pipeline.config import RunConfig
+from ltdd.pipeline.run import run_pipeline
+from ltdd.report.build import build_report, summary_markdown
 from ltdd.report.grid import save_class_grid
 from ltdd.select import select_random
 
@@ -156,3 +164,77 @@ def show(args: argparse.Namespace) -> None:
     title = f"{meta['method']} · {meta['dataset']} β={meta['imbalance_factor']:g}"
     save_class_grid(pictures, classes, data.class_names, args.out, args.max_per_class, title)
     log.info("-> %s", args.out)
+
+
+@dataclass(frozen=True)
+class ExpertsCommandConfig:
+    """The YAML of `ltdd experts`: sections `data` and `experts`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)
+
+
+@dataclass(frozen=True)
+class DistillCommandConfig:
+    """The YAML of `ltdd distill`: sections `data` and `distill`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+def experts(args: argparse.Namespace) -> None:
+    cfg = load_config(ExpertsCommandConfig, args.config, args.overrides)
+    section = dataclasses.replace(cfg.experts, device=args.device)
+    if args.dry_run:
+        plan = estimate(section, describe(cfg.data))
+        for key, value in plan.items():
+            print(f"{key:>22}: {_human(key, value)}")
+        return
+    data = prepare_data(cfg.data)
+    source = TrajectoryStore(args.source) if args.source is not None else None
+    store = train_experts(section, data, args.out, source=source)
+    print(summary_table(store))
+    log.info("-> %s", args.out)
+
+
+def _human(key: str, value) -> str:
+    if isinstance(value, (int, float)) and key.endswith("bytes"):
+        return f"{value / 2**20:,.1f} MiB"
+    if isinstance(value, float) and key.endswith("seconds"):
+        return f"{value:,.0f} s ({value / 3600:.2f} h)"
+    return str(value)
+
+
+def distill_cmd(args: argparse.Namespace) -> None:
+    cfg = load_config(DistillCommandConfig, args.config, args.overrides)
+    device = resolve_device(args.device)
+    data = prepare_data(cfg.data)
+    kinds = METHODS.get(cfg.distill.method)().expert_kinds
+    stores = {}
+    for kind in kinds:
+        folder = args.experts / (
+            args.share_experts if args.share_experts and kind in ("mtt", "datm") else kind
+        )
+        if not (folder / "manifest.json").is_file():
+            raise UserError(
+                f"{folder}: no expert store (manifest.json) for the {kind} experts "
+                f"{cfg.distill.method} needs; train them with `ltdd experts`"
+            )
+        stores[kind] = TrajectoryStore(folder)
+    meta = set_meta(data, cfg.data, cfg.distill.method, cfg.distill.ipc)
+    path = distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
+    log.info("-> %s", path)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = load_config(RunConfig, args.config, args.overrides)
+    if args.device != "auto":
+        cfg = dataclasses.replace(cfg, device=args.device)
+    report = run_pipeline(cfg)
+    print(summary_markdown(report.parent.parent))
+    print(f"report: {report}")
+
+
+def report(args: argparse.Namespace) -> None:
+    path = build_report(args.run_dirs, args.out)
+    print(f"report: {path}")

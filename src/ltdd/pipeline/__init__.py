@@ -1,0 +1,1 @@
+"""`ltdd run`: data -> experts -> distillation -> evaluation -> report in one run directory."""
