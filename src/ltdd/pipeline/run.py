@@ -182,7 +182,9 @@ class Run:
                 method,
                 self.keys["data"],
                 self.cfg.ipc,
-                to_dict(base),
+                base.tail_policy,
+                base.seed,
+                base.feature_expert if uses_features else None,
                 self.keys["experts/representation"] if uses_features else None,
                 self._model_spec(self.cfg.experts.representation) if uses_features else None,
             )
