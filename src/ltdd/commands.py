@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from ltdd.config import from_dict, load_config, to_dict
+from ltdd.config import from_dict, load_config
 from ltdd.data.dataset import DataConfig, LongTailedData, describe, prepare_data
 from ltdd.device import resolve_device
 from ltdd.distill.config import DistillConfig
 from ltdd.distill.engine import distill
 from ltdd.distill.methods import METHODS
-from ltdd.distilled import DistilledSet
+from ltdd.distilled import DistilledSet, set_metadata
 from ltdd.errors import UserError
 from ltdd.evaluate.evaluate import EvalConfig, evaluate_set
 from ltdd.evaluate.trainer import TrainConfig
@@ -55,22 +55,6 @@ def data(args: argparse.Namespace) -> None:
     )
 
 
-def set_meta(data: LongTailedData, cfg: DataConfig, method: str, ipc: int, **extra) -> dict:
-    """The metadata every distilled-set file carries (see ltdd.distilled)."""
-    return {
-        "dataset": cfg.dataset,
-        "imbalance_factor": cfg.imbalance_factor,
-        "ipc": ipc,
-        "method": method,
-        "data": to_dict(cfg),
-        "index_sha256": data.info["index_sha256"],
-        "num_classes": data.num_classes,
-        "class_names": data.class_names,
-        "train_counts": data.train_counts,
-        **extra,
-    }
-
-
 def baseline(args: argparse.Namespace) -> None:
     if args.ipc <= 0:
         raise UserError(f"--ipc must be a positive number of images per class, got {args.ipc}")
@@ -89,7 +73,7 @@ def baseline(args: argparse.Namespace) -> None:
     else:
         idx = torch.arange(len(data.train_labels))
         extra, ipc = {}, max(data.train_counts)
-    meta = set_meta(data, cfg, f"{args.kind}", ipc, **extra)
+    meta = set_metadata(data, cfg, f"{args.kind}", ipc, **extra)
     DistilledSet(data.train_images[idx], data.train_labels[idx], args.lr, meta).save(args.out)
     log.info("wrote %d images (%s baseline) -> %s", len(idx), args.kind, args.out)
 
@@ -221,7 +205,7 @@ def distill_cmd(args: argparse.Namespace) -> None:
                 f"{cfg.distill.method} needs; train them with `ltdd experts`"
             )
         stores[kind] = TrajectoryStore(folder)
-    meta = set_meta(data, cfg.data, cfg.distill.method, cfg.distill.ipc)
+    meta = set_metadata(data, cfg.data, cfg.distill.method, cfg.distill.ipc)
     path = distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
     log.info("-> %s", path)
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from ltdd.config import to_dict
 from ltdd.errors import UserError
 from ltdd.io import load_tensors, save_tensors
+
+if TYPE_CHECKING:
+    from ltdd.data.dataset import DataConfig, LongTailedData
 
 REQUIRED_META = ("dataset", "imbalance_factor", "ipc", "method", "label_kind", "data")
 
@@ -93,3 +98,19 @@ def _validate(tensors: dict[str, torch.Tensor], meta: dict) -> str | None:
     if missing:
         return f"metadata lacks {', '.join(missing)}"
     return None
+
+
+def set_metadata(data: LongTailedData, cfg: DataConfig, method: str, ipc: int, **extra) -> dict:
+    """The metadata every distilled-set file carries (see the module docstring)."""
+    return {
+        "dataset": cfg.dataset,
+        "imbalance_factor": cfg.imbalance_factor,
+        "ipc": ipc,
+        "method": method,
+        "data": to_dict(cfg),
+        "index_sha256": data.info["index_sha256"],
+        "num_classes": data.num_classes,
+        "class_names": data.class_names,
+        "train_counts": data.train_counts,
+        **extra,
+    }

@@ -24,7 +24,7 @@ from ltdd.device import resolve_device
 from ltdd.distill.engine import distill
 from ltdd.distill.init import average_correct_logits
 from ltdd.distill.methods import METHODS
-from ltdd.distilled import DistilledSet
+from ltdd.distilled import DistilledSet, set_metadata
 from ltdd.evaluate.ddranking import ddranking_summary
 from ltdd.evaluate.evaluate import evaluate_set
 from ltdd.experts import TrajectoryStore, train_experts
@@ -158,18 +158,7 @@ class Run:
             self.stores[kind] = TrajectoryStore(folder)
 
     def _set_meta(self, method: str) -> dict:
-        data = self.data
-        return {
-            "dataset": self.cfg.data.dataset,
-            "imbalance_factor": self.cfg.data.imbalance_factor,
-            "ipc": self.cfg.ipc,
-            "method": method,
-            "data": to_dict(self.cfg.data),
-            "index_sha256": data.info["index_sha256"],
-            "num_classes": data.num_classes,
-            "class_names": data.class_names,
-            "train_counts": data.train_counts,
-        }
+        return set_metadata(self.data, self.cfg.data, method, self.cfg.ipc)
 
     def make_set(self, method: str) -> Path:
         folder = self.dir / "distill" / method
