@@ -79,7 +79,7 @@ def test_engine_step_matches_per_tensor_reference(overrides):
         w, buf, tau, _ = engine.step(w, frozen, buf, tau, x, y)
     layout = engine.layout
     for i in range(k):
-        model = engine._build(seed=0)
+        model = engine.build_model(seed=0)
         with torch.no_grad():
             for (name, p), value in zip(
                 model.named_parameters(), layout.unflatten(w0[i]).values(), strict=True

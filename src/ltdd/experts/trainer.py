@@ -63,7 +63,7 @@ class Engine:
         self.num_classes = num_classes
         self.image_shape = image_shape
         self.device = device
-        self.model = self._build(seed=0).to(device)
+        self.model = self.build_model(seed=0).to(device)
         if any(True for _ in self.model.buffers()):
             raise UserError(
                 f"model {cfg.model!r} has buffers (batch norm); experts are trained as K "
@@ -81,7 +81,8 @@ class Engine:
         self.step = vmap(self._step)
         self._grad = grad_and_value(self._loss)
 
-    def _build(self, seed: int) -> torch.nn.Module:
+    def build_model(self, seed: int) -> torch.nn.Module:
+        """A fresh module of the configured architecture, initialised from `seed`."""
         cfg = self.cfg
         return create_model(
             cfg.model, self.num_classes, self.image_shape, seed=seed, **model_overrides(cfg)
@@ -90,7 +91,7 @@ class Engine:
     def init_params(self, seed: int) -> Tensor:
         """Flat (P,) default initialisation of the expert with seed `seed`."""
         init_seed = _derive(seed, "init")
-        return self.layout.flatten(self._build(seed=init_seed)).to(self.device)
+        return self.layout.flatten(self.build_model(seed=init_seed)).to(self.device)
 
     def _loss(self, trainable: Tensor, frozen: Tensor, x: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy; the frozen and trainable slices are split into parameters separately,
