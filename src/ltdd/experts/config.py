@@ -47,7 +47,7 @@ class ExpertsConfig:
 
     kind: str = field(default="representation", metadata={"choices": KINDS})
     num_experts: int = field(default=10, metadata={"ge": 1})
-    vectorize: int = field(default=4, metadata={"ge": 1})
+    vectorize: int = field(default=1, metadata={"ge": 1})
     model: str = "convnet"
     width: int | None = field(default=None, metadata={"ge": 1})
     depth: int | None = field(default=None, metadata={"ge": 1})
