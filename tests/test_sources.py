@@ -10,6 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from ltdd.data.source import ImageSource
+from ltdd.data.sources import DATASETS, fetch, load_source
+from ltdd.data.sources import cache as cache_module
+from ltdd.data.sources.procedural import make_procedural
+from ltdd.errors import UserError
+
 from helpers_formats import (
     idx_bytes,
     py2_pickle,
@@ -20,13 +28,6 @@ from helpers_formats import (
     write_mnist_like,
     write_tiny_imagenet,
 )
-from PIL import Image
-
-from ltdd.data.source import ImageSource
-from ltdd.data.sources import DATASETS, fetch, load_source
-from ltdd.data.sources import cache as cache_module
-from ltdd.data.sources.procedural import make_procedural
-from ltdd.errors import UserError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
