@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,8 +178,9 @@ def experts(args: argparse.Namespace) -> None:
     data = prepare_data(cfg.data)
     source = TrajectoryStore(args.source) if args.source is not None else None
     store = train_experts(section, data, args.out, source=source)
-    print(summary_table(store))
-    log.info("-> %s", args.out)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(summary_table(store))
+        log.info("-> %s", args.out)
 
 
 def _human(key: str, value) -> str:
