@@ -1,6 +1,6 @@
 """Every method on Fashion-MNIST-LT across imbalance factors and IPC (the README's results table).
 
-Runs `ltdd run` with the CPU science profile (configs/cpu/fmnist-lt.yaml) once per (β, IPC);
+Runs `ltdd run` with the CPU science profile (configs/run/fmnist-lt.yaml) once per (β, IPC);
 the runs of one β share their data and expert stages (copied, then reused by hash). Writes
 benchmarks/results/<name>.md with the balanced-test table, the long-tailed test table
 (Table 6), DD-Ranking (Table 8) and the wall time of each method (Table 9), plus a report
@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--betas", type=float, nargs="+", default=[10, 50, 100, 200])
     parser.add_argument("--ipcs", type=int, nargs="+", default=[10, 50])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/cpu/fmnist-lt.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/run/fmnist-lt.yaml")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs/bench")
     parser.add_argument("--name", default="methods")
     args = parser.parse_args()

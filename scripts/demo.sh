@@ -3,4 +3,4 @@
 # A second run reuses every stage whose configuration is unchanged and finishes in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/ltdd run --config configs/cpu/demo.yaml "$@"
+.venv/bin/ltdd run --config configs/run/demo.yaml "$@"
