@@ -1,5 +1,6 @@
 """Bad input ends with exit status 2, one line on stderr, and no partial output."""
 
+import json
 import subprocess
 import sys
 
@@ -122,3 +123,15 @@ def test_every_subcommand_has_help(capsys):
             main([command, "--help"])
         assert exc.value.code == 0
         assert "usage: ltdd " + command in capsys.readouterr().out
+
+
+def test_evaluate_on_another_architecture_drops_the_width_it_was_made_for(tmp_path, random_set):
+    s = DistilledSet.load(random_set)
+    s.meta["model"] = {"name": "convnet", "width": 8}
+    made = s.save(tmp_path / "made.safetensors")
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", str(made), "--epochs", "0", "--seeds", "1", "--test-profile", "balanced"]
+    assert main([*argv, "--arch", "alexnet", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["settings"]["train"]["model"] == "alexnet"
+    assert main([*argv, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["settings"]["train"]["width"] == 8

@@ -107,7 +107,7 @@ def evaluate(args: argparse.Namespace) -> None:
         TrainConfig,
         {
             "model": args.arch or made_for.get("name", "convnet"),
-            "width": args.width if args.width is not None else made_for.get("width"),
+            "width": args.width if args.width is not None or args.arch else made_for.get("width"),
             "depth": None if args.arch else made_for.get("depth"),
             "norm": None if args.arch else made_for.get("norm"),
             "epochs": args.epochs,
