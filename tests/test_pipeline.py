@@ -6,6 +6,7 @@ import re
 import torch
 
 from ltdd.config import load_config
+from ltdd.distilled import DistilledSet
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import Run
 from ltdd.report.build import build_report
@@ -86,5 +87,8 @@ def test_report_numbers_equal_the_json_they_came_from(tmp_path):
     timings = json.loads((r.dir / "timings.json").read_text())
     wall = f"{timings['set/ltdd']['wall_s']:.1f}"
     assert re.search(rf"\| set/ltdd \| {re.escape(wall)} \|", report)
+    ltdd_set = DistilledSet.load(r.dir / "distill" / "ltdd" / "distilled.safetensors")
+    assert ltdd_set.label_kind == "soft"
+    assert torch.equal(ltdd_set.classes, torch.arange(10).repeat_interleave(2))
     for figure in ("classwise.png", "images.png", "losses.png"):
         assert (r.dir / "report" / figure).stat().st_size > 1000

@@ -526,7 +526,8 @@ def distill(
                 saved = state.iteration
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.4g}")
-    tensors = {"images": state.images, "labels": state.labels, "lr": state.lr}
+    classes = torch.arange(data.num_classes).repeat_interleave(cfg.ipc)  # class-contiguous blocks
+    tensors = {"images": state.images, "labels": state.labels, "lr": state.lr, "classes": classes}
     save_tensors(
         out_path, tensors, {**distilled_meta(cfg, method, gradient, data, state), **(meta or {})}
     )
