@@ -10,6 +10,7 @@ across β (Figure 8) under benchmarks/results/<name>-report/.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs/bench")
     parser.add_argument("--name", default="methods")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # stage reuse/compute lines
 
     cells: dict[tuple[float, int], Path] = {}
     for beta in args.betas:
