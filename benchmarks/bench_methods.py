@@ -27,13 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ("data.json", "data.stage.json", "preprocess.safetensors", "experts")
 
 
-def run_cell(config: Path, runs_dir: Path, beta: float, ipc: int, first: Path | None) -> Path:
+def run_cell(
+    config: Path, runs_dir: Path, beta: float, ipc: int, first: Path | None, extra: list[str]
+) -> Path:
     name = f"b{beta:g}-ipc{ipc}"
-    cfg = load_config(
-        RunConfig,
-        config,
-        [f"data.imbalance_factor={beta}", f"ipc={ipc}", f"name={name}", f"runs_dir={runs_dir}"],
-    )
+    overrides = [f"data.imbalance_factor={beta}", f"ipc={ipc}", f"name={name}"]
+    cfg = load_config(RunConfig, config, [*overrides, f"runs_dir={runs_dir}", *extra])
     if first is not None and not cfg.run_dir.exists():  # reuse this β's data and experts
         cfg.run_dir.mkdir(parents=True)
         for item in SHARED:
@@ -50,14 +49,18 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs/run/fmnist-lt.yaml")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs/bench")
     parser.add_argument("--name", default="methods")
+    parser.add_argument(
+        "--methods", nargs="+", default=None, help="methods to run (default: the config's list)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # stage reuse/compute lines
 
+    extra = [f"methods=[{', '.join(args.methods)}]"] if args.methods else []
     cells: dict[tuple[float, int], Path] = {}
     for beta in args.betas:
         first = None
         for ipc in args.ipcs:
-            cells[beta, ipc] = run_cell(args.config, args.runs_dir, beta, ipc, first)
+            cells[beta, ipc] = run_cell(args.config, args.runs_dir, beta, ipc, first, extra)
             first = first or cells[beta, ipc]
 
     lines = [
