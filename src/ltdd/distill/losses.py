@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltdd.evaluate.trainer import soft_cross_entropy as soft_ce  # one soft CE everywhere
 from ltdd.registry import Registry
 
 InnerLoss = Callable[[Tensor, Tensor], Tensor]
@@ -24,11 +25,6 @@ def class_prior(counts: Sequence[int]) -> Tensor:
     """The real long-tailed class prior w_c = n_c / sum(n) (float64): DAM's weights, sum 1."""
     n = torch.as_tensor(list(counts), dtype=torch.float64)
     return n / n.sum()
-
-
-def soft_ce(logits: Tensor, target_logits: Tensor) -> Tensor:
-    """-(1/B) sum_b sum_c softmax(target)_{b,c} log softmax(logits)_{b,c}."""
-    return -(F.softmax(target_logits, dim=1) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 def prior_weighted_soft_ce(logits: Tensor, target_logits: Tensor, weights: Tensor) -> Tensor:
