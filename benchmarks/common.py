@@ -23,13 +23,13 @@ def machine() -> str:
     return f"{device}; torch {torch.__version__}; {torch.get_num_threads()} threads"
 
 
-def header(title: str) -> str:
-    """Markdown header: title, command, machine, date."""
+def header(title: str, machine_name: str | None = None) -> str:
+    """Markdown header: title, command, machine (default: this one), date."""
     command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     return (
         f"# {title}\n\n"
         f"- command: `.venv/bin/python {command}`\n"
-        f"- machine: {machine()}\n"
+        f"- machine: {machine_name or machine()}\n"
         f"- date: {datetime.date.today().isoformat()}\n"
     )
 

@@ -107,7 +107,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, random_set
 
 
 def test_user_errors_print_no_traceback_from_the_installed_command(tmp_path):
-    ltdd = [sys.executable, "-m", "ltdd.cli"]
+    ltdd = [sys.executable, "-m", "ltdd"]
     proc = subprocess.run(
         [*ltdd, "data", *PROC[:2], "--imbalance-factor", "0.5", "--json", str(tmp_path / "x.json")],
         capture_output=True,
