@@ -27,11 +27,13 @@ from pathlib import Path
 import torch
 
 from ltdd.data.dataset import DataConfig, prepare_data
+from ltdd.device import resolve_device
 from ltdd.experts import ExpertsConfig, TrajectoryStore, train_experts
 from ltdd.experts.estimate import seconds_per_step
 from ltdd.experts.trainer import Engine
+from ltdd.io import write_text
 
-RESULTS = Path(__file__).with_name("results") / "experts.md"
+from common import RESULTS, machine
 
 
 def throughput(args: argparse.Namespace, data, lines: list[str]) -> None:
@@ -48,8 +50,8 @@ def throughput(args: argparse.Namespace, data, lines: list[str]) -> None:
     for width in args.widths:
         base = None
         for k in [1, *args.ks]:
-            cfg = ExpertsConfig(width=width, vectorize=k, num_experts=k, device="cpu").resolved()
-            engine = Engine(cfg, data.num_classes, data.image_shape, torch.device("cpu"))
+            cfg = ExpertsConfig(width=width, vectorize=k, num_experts=k, device=args.device)
+            engine = Engine(cfg.resolved(), data.num_classes, data.image_shape, args.torch_device)
             per_step = seconds_per_step(engine, k, args.steps)
             rate = 3600 * k / (per_step * steps_per_epoch)
             base = rate if k == 1 else base
@@ -152,7 +154,11 @@ def main() -> None:
     parser.add_argument("--stage2-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-decoupling", action="store_true", help="throughput only")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i> (throughput)")
+    parser.add_argument("--name", default="experts", help="results/<name>.md")
     args = parser.parse_args()
+    args.torch_device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     begin = time.perf_counter()
     data = prepare_data(DataConfig(imbalance_factor=100))
@@ -161,22 +167,20 @@ def main() -> None:
         "",
         f"- command: `nice .venv/bin/python benchmarks/bench_experts.py {' '.join(sys.argv[1:])}`",
         f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {platform.processor() or platform.machine()}, 2-core CPU shared with other "
-        f"jobs, {args.threads} torch thread(s); torch {torch.__version__}, Python "
-        f"{platform.python_version()}",
+        f"- machine: {machine()}, Python {platform.python_version()}",
         f"- train counts: {data.train_counts}",
         "",
     ]
     if not args.skip_throughput:
         throughput(args, data, lines)
-    decoupling(args, data, lines)
+    if not args.skip_decoupling:
+        decoupling(args, data, lines)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     lines += [
         f"Peak resident memory {peak:.0f} MiB; total {time.perf_counter() - begin:.0f} s.",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
+    write_text(RESULTS / f"{args.name}.md", "\n".join(lines))
     print("\n".join(lines))
 
 

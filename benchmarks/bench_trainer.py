@@ -15,14 +15,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ltdd.data.augment import dsa
 from ltdd.data.dataset import DataConfig, prepare_data
+from ltdd.device import resolve_device
 from ltdd.evaluate.trainer import TrainConfig, build_model, label_loss, train_network
 from ltdd.io import write_text
 
 from common import RESULTS, header
 
 
-def plain_loop(images, labels, cfg: TrainConfig, seed: int) -> None:
-    model = build_model(cfg, 10, tuple(images.shape[1:]), seed, torch.device("cpu"))
+def plain_loop(images, labels, cfg: TrainConfig, seed: int, device: torch.device) -> None:
+    model = build_model(cfg, 10, tuple(images.shape[1:]), seed, device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(
@@ -30,15 +31,18 @@ def plain_loop(images, labels, cfg: TrainConfig, seed: int) -> None:
     )
     for _ in range(cfg.epochs + 1):
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             loss = label_loss(model(dsa(x, gen)), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
 
 
-def timed(fn, *args) -> float:
+def timed(fn, *args, device: torch.device) -> float:
     start = time.perf_counter()
     fn(*args)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
@@ -52,13 +56,15 @@ def main() -> None:
         default=6000,
         help="images processed per timing (sets the number of epochs)",
     )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i>")
+    parser.add_argument("--name", default="trainer", help="results/<name>.md")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     data = prepare_data(DataConfig(imbalance_factor=100))
     warm = TrainConfig(width=args.widths[0], epochs=2)  # one-time allocator/oneDNN set-up, untimed
-    train_network(
-        data.train_images[:256], data.train_labels[:256], 0.01, 10, warm, 0, torch.device("cpu")
-    )
-    plain_loop(data.train_images[:256], data.train_labels[:256], warm, 0)
+    x, y = data.train_images[:256], data.train_labels[:256]
+    train_network(x, y, 0.01, 10, warm, 0, device)
+    plain_loop(x, y, warm, 0, device)
     rows = []
     for width in args.widths:
         for size in args.sizes:
@@ -67,8 +73,8 @@ def main() -> None:
             epochs = max(1, args.images_per_setting // size - 1)
             cfg = TrainConfig(width=width, epochs=epochs)
             seen = size * (epochs + 1)
-            ours = timed(train_network, x, y, 0.01, 10, cfg, 0, torch.device("cpu"))
-            plain = timed(plain_loop, x, y, cfg, 0)
+            ours = timed(train_network, x, y, 0.01, 10, cfg, 0, device, device=device)
+            plain = timed(plain_loop, x, y, cfg, 0, device, device=device)
             rows.append((width, size, seen / ours, seen / plain))
             print(rows[-1], flush=True)
     lines = [
@@ -80,7 +86,7 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     lines += [f"| {w} | {n} | {a:.0f} | {b:.0f} | {a / b:.2f}× |" for w, n, a, b in rows]
-    write_text(RESULTS / "trainer.md", "\n".join(lines) + "\n")
+    write_text(RESULTS / f"{args.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
