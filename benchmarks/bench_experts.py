@@ -15,11 +15,8 @@ Writes benchmarks/results/experts.md. Run: `nice .venv/bin/python benchmarks/ben
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +30,7 @@ from ltdd.experts.estimate import seconds_per_step
 from ltdd.experts.trainer import Engine
 from ltdd.io import write_text
 
-from common import RESULTS, machine
+from common import RESULTS, header
 
 
 def throughput(args: argparse.Namespace, data, lines: list[str]) -> None:
@@ -163,11 +160,7 @@ def main() -> None:
     begin = time.perf_counter()
     data = prepare_data(DataConfig(imbalance_factor=100))
     lines = [
-        "# Expert training benchmark (Fashion-MNIST-LT, β = 100)",
-        "",
-        f"- command: `nice .venv/bin/python benchmarks/bench_experts.py {' '.join(sys.argv[1:])}`",
-        f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {machine()}, Python {platform.python_version()}",
+        header("Expert training benchmark (Fashion-MNIST-LT, β = 100)"),
         f"- train counts: {data.train_counts}",
         "",
     ]

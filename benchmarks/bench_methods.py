@@ -21,7 +21,7 @@ from ltdd.config import load_config
 from ltdd.io import write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import run_pipeline
-from ltdd.report.build import build_report, load_run
+from ltdd.report.build import RunFiles, build_report, load_run
 from ltdd.report.tables import cross_arch_table, frac, group, markdown_table
 
 from common import RESULTS, header, pct
@@ -51,8 +51,7 @@ def is_finished(cfg: RunConfig) -> bool:
     return all((cfg.run_dir / "eval" / f"{m}.json").is_file() for m in names)
 
 
-def cell_table(run_dir: Path) -> str:
-    run = load_run(run_dir)
+def cell_table(run: RunFiles) -> str:
     rows = []
     for method, ev in run.evals.items():
         b, lt, dd = ev["balanced"], ev.get("long_tailed"), ev.get("ddranking")
@@ -79,10 +78,10 @@ def cell_table(run_dir: Path) -> str:
     return table
 
 
-def summary_table(cells: dict[tuple[float, int], Path], ipc: int) -> str:
+def summary_table(cells: dict[tuple[float, int], RunFiles], ipc: int) -> str:
     """Balanced test accuracy, one row per method, one column per β (the paper's Table 1 shape)."""
     betas = [b for b, i in cells if i == ipc]
-    runs = {b: load_run(cells[b, ipc]) for b in betas}
+    runs = {b: cells[b, ipc] for b in betas}
     methods = list(dict.fromkeys(m for run in runs.values() for m in run.evals))
     rows = [
         [
@@ -131,7 +130,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # stage reuse/compute lines
 
     extra = [*args.overrides, *([f"methods=[{', '.join(args.methods)}]"] if args.methods else [])]
-    cells: dict[tuple[float, int], Path] = {}
+    cells: dict[tuple[float, int], RunFiles] = {}
     missing = []
     for beta in args.betas:
         first = None
@@ -141,7 +140,7 @@ def main() -> None:
                 run_dir = run_cell(cfg, first)
                 first = first or run_dir
             if is_finished(cfg):
-                cells[beta, ipc] = cfg.run_dir
+                cells[beta, ipc] = load_run(cfg.run_dir)
             else:
                 missing.append(cfg.run_dir.name)
 
@@ -158,10 +157,10 @@ def main() -> None:
     for ipc in args.ipcs:
         if any(i == ipc for _, i in cells):
             lines += [f"## Balanced test accuracy, IPC {ipc}", "", summary_table(cells, ipc), ""]
-    for (beta, ipc), run_dir in cells.items():
-        lines += [f"## β = {beta:g}, IPC {ipc}", "", cell_table(run_dir), ""]
+    for (beta, ipc), run in cells.items():
+        lines += [f"## β = {beta:g}, IPC {ipc}", "", cell_table(run), ""]
     for ipc in args.ipcs:
-        runs = [cells[b, ipc] for b in args.betas if (b, ipc) in cells]
+        runs = [cells[b, ipc].path for b in args.betas if (b, ipc) in cells]
         if runs:
             report = build_report(runs, RESULTS / f"{args.name}-report-ipc{ipc}")
             lines.append(f"Report across β at IPC {ipc}: `{report.relative_to(ROOT)}`.")
