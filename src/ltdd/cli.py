@@ -10,8 +10,10 @@ from pathlib import Path
 from ltdd import commands
 from ltdd.errors import UserError
 from ltdd.evaluate.evaluate import PROFILES
+from ltdd.export import EXPORTERS
 from ltdd.models import MODELS
 from ltdd.select.policy import TAIL_POLICIES
+from ltdd.tracking import CHOICES as TRACKER_CHOICES
 
 
 def _add_data_args(p: argparse.ArgumentParser, test_profile: bool = False) -> None:
@@ -59,6 +61,23 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         help="override any config key with a dotted path, e.g. data.imbalance_factor=200",
     )
     _add_device(p)
+
+
+def _add_tracker(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracker",
+        choices=TRACKER_CHOICES,
+        default="none",
+        help="also stream metrics.jsonl and image grids to TensorBoard or wandb (offline), "
+        "under <out>/tracking; the package must be installed; default none",
+    )
+    p.add_argument(
+        "--tracker-images",
+        type=int,
+        default=50,
+        metavar="K",
+        help="image grid every K iterations (0: none); default 50",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="let mtt and datm match the KIND store (e.g. representation)",
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
+    _add_tracker(p)
     p.set_defaults(func=commands.distill_cmd)
 
     p = sub.add_parser(
@@ -205,7 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
         "the rest; prints the results table and the report path.",
     )
     _add_config_args(p)
+    _add_tracker(p)
     p.set_defaults(func=commands.run)
+
+    p = sub.add_parser(
+        "export",
+        help="write a distilled set as PNG class folders or plain arrays",
+        description="Export a set for use without ltdd: `folder` writes train/<class>/*.png "
+        "(preprocessing inverted, 8-bit) with labels.json and labels.csv (soft labels, lr); "
+        "`npz` and `pt` write plain arrays. --out must not exist or be empty.",
+    )
+    p.add_argument("file", type=Path, help="distilled-set .safetensors file")
+    p.add_argument("--format", choices=EXPORTERS.names(), default="folder", help="default folder")
+    p.add_argument("--out", type=Path, required=True, help="folder to create")
+    p.add_argument("--root", type=Path, default=None, help="dataset root, if it moved")
+    p.set_defaults(func=commands.export)
 
     p = sub.add_parser(
         "report",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ltdd.config import from_dict, load_config
+from ltdd.config import from_dict, load_config, to_dict
 from ltdd.data.dataset import DataConfig, LongTailedData, describe, prepare_data
 from ltdd.device import resolve_device
 from ltdd.distill.config import DistillConfig
@@ -22,12 +22,14 @@ from ltdd.errors import UserError
 from ltdd.evaluate.evaluate import EvalConfig, evaluate_set
 from ltdd.evaluate.trainer import TrainConfig
 from ltdd.experts import ExpertsConfig, TrajectoryStore, estimate, summary_table, train_experts
+from ltdd.export import export_set
 from ltdd.io import write_json
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import run_pipeline
 from ltdd.report.build import build_report, summary_markdown
 from ltdd.report.grid import save_class_grid
 from ltdd.select import select_random
+from ltdd.tracking import tracking
 
 log = logging.getLogger("ltdd")
 
@@ -95,6 +97,27 @@ def load_set_and_data(path: Path, root: Path | None) -> tuple[DistilledSet, Long
     return distilled, data
 
 
+def eval_train_config(
+    meta: dict, arch: str | None, width: int | None, epochs: int, batch_size: int | None
+) -> TrainConfig:
+    """The evaluation network: the one the set was made for (its `model` metadata), unless
+    `arch` names another (then with that family's defaults, and `width` if given)."""
+    made_for = meta.get("model", {})
+    train = from_dict(
+        TrainConfig,
+        {
+            "model": arch or made_for.get("name", "convnet"),
+            "width": width if width is not None or arch else made_for.get("width"),
+            "depth": None if arch else made_for.get("depth"),
+            "norm": None if arch else made_for.get("norm"),
+            "epochs": epochs,
+        },
+    )
+    if batch_size is not None:
+        train = dataclasses.replace(train, batch_size=batch_size)
+    return train
+
+
 def evaluate(args: argparse.Namespace) -> None:
     for name in ("epochs", "seeds", "width", "batch_size"):
         value = getattr(args, name)
@@ -102,19 +125,7 @@ def evaluate(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
     device = resolve_device(args.device)
     distilled, data = load_set_and_data(args.file, args.root)
-    made_for = distilled.meta.get("model", {})
-    train = from_dict(
-        TrainConfig,
-        {
-            "model": args.arch or made_for.get("name", "convnet"),
-            "width": args.width if args.width is not None or args.arch else made_for.get("width"),
-            "depth": None if args.arch else made_for.get("depth"),
-            "norm": None if args.arch else made_for.get("norm"),
-            "epochs": args.epochs,
-        },
-    )
-    if args.batch_size is not None:
-        train = dataclasses.replace(train, batch_size=args.batch_size)
+    train = eval_train_config(distilled.meta, args.arch, args.width, args.epochs, args.batch_size)
     cfg = EvalConfig(
         train=train, seeds=args.seeds, first_seed=args.first_seed, test_profile=args.test_profile
     )
@@ -208,7 +219,10 @@ def distill_cmd(args: argparse.Namespace) -> None:
             )
         stores[kind] = TrajectoryStore(folder)
     meta = set_metadata(data, cfg.data, cfg.distill.method, cfg.distill.ipc)
-    path = distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
+    with tracking(
+        args.tracker, args.out / "tracking", image_every=args.tracker_images, config=to_dict(cfg)
+    ):
+        path = distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
     log.info("-> %s", path)
 
 
@@ -216,9 +230,17 @@ def run(args: argparse.Namespace) -> None:
     cfg = load_config(RunConfig, args.config, args.overrides)
     if args.device != "auto":
         cfg = dataclasses.replace(cfg, device=args.device)
-    report = run_pipeline(cfg)
+    with tracking(
+        args.tracker, cfg.run_dir / "tracking", image_every=args.tracker_images, config=to_dict(cfg)
+    ):
+        report = run_pipeline(cfg)
     print(summary_markdown(report.parent.parent))
     print(f"report: {report}")
+
+
+def export(args: argparse.Namespace) -> None:
+    out = export_set(args.file, args.out, args.format, args.root)
+    log.info("-> %s (%s)", out, args.format)
 
 
 def report(args: argparse.Namespace) -> None:

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ltdd import tracking
 from ltdd.config import to_dict
 from ltdd.data.augment import apply_dsa, sample_dsa
 from ltdd.data.dataset import LongTailedData
@@ -520,6 +521,7 @@ def distill(
             if cfg.eval_every and state.iteration % cfg.eval_every == 0:
                 record["val_balanced_accuracy"] = _validation_accuracy(state, cfg, data, device)
             metrics_file.write(json.dumps(record) + "\n")
+            tracking.log_iteration(cfg.method, record, state.images, data)
             metrics_file.flush()
             if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.iterations:
                 save_checkpoint(ckpt_path, state, cfg)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ltdd import tracking
 from ltdd.config import to_dict
 from ltdd.data.dataset import LongTailedData, prepare_data
 from ltdd.data.preprocess import Preprocessing
@@ -93,6 +94,7 @@ class Run:
         if folder is not None:
             (folder / PENDING).unlink()
         self.timings[name] = {**resources, "reused": False}
+        tracking.log_stage(name, resources)
         return True
 
     # ---- stages --------------------------------------------------------------------------
