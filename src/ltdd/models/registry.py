@@ -23,10 +23,19 @@ _POSITIONAL = ("num_classes", "image_shape")
 
 
 def allowed_overrides(name: str) -> list[str]:
-    """Keyword options that `create_model(name, ...)` accepts (e.g. width, depth, norm, pool)."""
-    family = inspect.signature(MODELS.get(name), eval_str=True).return_annotation
-    params = inspect.signature(family).parameters
-    return [p for p in params if p not in _POSITIONAL]
+    """Keyword options that `create_model(name, ...)` accepts (e.g. width, depth, norm, pool).
+
+    A variant taking `**overrides` passes them to the family class named by its return
+    annotation; any other builder (e.g. a user's plain function) accepts its own keywords.
+    """
+    builder = MODELS.get(name)
+    signature = inspect.signature(builder, eval_str=True)
+    kinds = {p.kind for p in signature.parameters.values()}
+    if inspect.Parameter.VAR_KEYWORD in kinds:
+        params = inspect.signature(signature.return_annotation).parameters
+        return [p for p in params if p not in _POSITIONAL]
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in signature.parameters.items() if p.kind in keyword][len(_POSITIONAL) :]
 
 
 def _check_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
