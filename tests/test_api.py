@@ -164,6 +164,8 @@ def test_evaluate_distilled_trains_a_users_model_factory(sets):
         sets["hard"], model=Counting(), epochs=5, seeds=2, test_profile="balanced"
     )
     assert again["balanced"] == result["balanced"]  # seeded: the same networks
+    with pytest.raises(ltdd.UserError, match="lr > 0"):
+        ltdd.evaluate_distilled(sets["hard"], lr=0.0)
 
 
 def test_a_users_model_and_dataset_source_plug_into_the_registries(tmp_path, sets):

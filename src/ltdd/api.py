@@ -174,8 +174,8 @@ def run(
         report = run_pipeline(cfg, progress=progress)
     run_dir = cfg.run_dir
     sets = {m: run_dir / "distill" / m / SET_FILE for m in cfg.methods}
-    results = {p.stem: read_json(p) for p in sorted((run_dir / "eval").glob("*.json"))}
-    results = {k: v for k, v in results.items() if not k.endswith(".stage")}
+    files = sorted((run_dir / "eval").glob("*.json"))  # <tag>.json beside <tag>.stage.json
+    results = {p.stem: read_json(p) for p in files if not p.name.endswith(".stage.json")}
     return RunResult(run_dir=run_dir, report=report, sets=sets, results=results)
 
 
@@ -208,7 +208,7 @@ def evaluate_distilled(
     batch_size: int | None = None,
     lr: float | None = None,
     root: str | Path | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = False,
 ) -> dict:
     """Train `seeds` fresh networks on a set with the project's protocol and test them.
@@ -216,13 +216,13 @@ def evaluate_distilled(
     The protocol is `ltdd evaluate`'s (SGD momentum 0.9, weight decay 5e-4, the set's lr, ÷10
     after half the epochs, DSA). model: a registered name, or a factory
     `(num_classes, (C, H, W)) -> nn.Module` of your own (seeded per evaluation seed); default:
-    the network the set was made for. Returns, per test profile (`balanced`, `long_tailed`),
-    `accuracy` {mean, std, runs}, per-class accuracy, macro precision/recall/F1 and
-    head/medium/tail accuracy, plus the `settings` used.
+    the network the set was made for. device: auto, cpu, cuda or cuda:<i>. Returns, per test
+    profile (`balanced`, `long_tailed`), `accuracy` {mean, std, runs}, per-class accuracy, macro
+    precision/recall/F1 and head/medium/tail accuracy, plus the `settings` used.
     """
     path = distilled.path if isinstance(distilled, DistilledDataset) else Path(distilled)
-    if epochs < 0 or seeds < 1:
-        raise UserError(f"epochs must be >= 0 and seeds >= 1, got {epochs} and {seeds}")
+    if epochs < 0 or seeds < 1 or (lr is not None and not lr > 0):
+        raise UserError(f"need epochs >= 0, seeds >= 1, lr > 0; got {epochs}, {seeds}, {lr}")
     stored, data = load_set_and_data(path, None if root is None else Path(root))
     with _model_name(model) as arch:
         train = eval_train_config(stored.meta, arch, width, epochs, batch_size)
