@@ -1,6 +1,8 @@
 """The Python API (`ltdd.__all__`): each function against the CLI or an independent oracle."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +237,16 @@ def test_export_distilled_takes_a_dataset_or_a_path(tmp_path, sets):
     assert out == tmp_path / "e"
     arrays = np.load(out / "distilled.npz")
     assert np.array_equal(arrays["labels"], DistilledSet.load(sets["hard"]).labels.numpy())
+
+
+def test_importing_ltdd_and_drawing_leave_the_users_matplotlib_backend_alone(tmp_path):
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import torch, ltdd;"
+        "from ltdd.report.grid import save_class_grid;"
+        "save_class_grid(torch.rand(2, 1, 4, 4), torch.tensor([0, 1]), ['a', 'b'],"
+        f" r'{tmp_path}/g.png');"
+        "print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"

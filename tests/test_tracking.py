@@ -1,6 +1,7 @@
 """`--tracker`: TensorBoard (the real library) and wandb (a fake module recording calls) receive
 what metrics.jsonl holds plus image grids; a missing package is one line naming it."""
 
+import io
 import json
 import sys
 import types
@@ -8,9 +9,13 @@ import types
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ltdd.cli import main
-from ltdd.tracking import image_grid, numbers
+from ltdd.data.preprocess import Preprocessing
+from ltdd.distilled import DistilledSet
+from ltdd.report.figures import mosaic
+from ltdd.tracking import numbers
 
 TINY = [
     "ipc=2",
@@ -51,16 +56,6 @@ def test_numbers_flattens_every_finite_number():
     }
 
 
-def test_image_grid_places_each_picture_in_its_cell():
-    pictures = torch.rand(5, 1, 2, 3)
-    grid = image_grid(pictures, columns=2, pad=1)
-    assert grid.shape == (3 * 3 + 1, 2 * 4 + 1, 3) and grid.dtype == np.uint8
-    expected = np.rint(pictures[3, 0].numpy() * 255)  # row 1, column 1
-    assert np.array_equal(grid[4:6, 5:8, 0], expected)
-    assert np.array_equal(grid[4:6, 5:8, 2], expected)
-    assert grid[7:9, 5:8].sum() == 0  # the sixth cell is empty
-
-
 def test_tensorboard_receives_the_metrics_images_and_stage_timings(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -77,8 +72,14 @@ def test_tensorboard_receives_the_metrics_images_and_stage_timings(tmp_path):
     assert "mtt/phase_losses/0" in tags["scalars"] and "mtt/seconds" in tags["scalars"]
     assert "stage/experts/representation/wall_s" in tags["scalars"]
     assert [e.step for e in events.Images("mtt/images")] == [2, 4]
-    image = events.Images("mtt/images")[0]
-    assert (image.height, image.width) == (10 * 29 + 1, 2 * 29 + 1)  # a row per class, IPC 2
+    image = events.Images("mtt/images")[-1]
+    assert (image.height, image.width) == (10 * 29, 2 * 29)  # a row per class, IPC 2
+    # the last grid is the final set, preprocessing inverted, one row per class
+    run = tmp_path / "t"
+    final = DistilledSet.load(run / "distill" / "mtt" / "distilled.safetensors")
+    pictures = Preprocessing.load(run / "preprocess.safetensors").inverse_transform(final.images)
+    expected = np.rint(mosaic(pictures, final.class_ids, 10, 2) * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(image.encoded_image_string))), expected)
 
 
 class FakeWandb(types.ModuleType):
@@ -125,7 +126,7 @@ def test_wandb_runs_offline_and_receives_each_record(tmp_path, monkeypatch):
     assert [v["mtt/loss"] for v in mtt] == pytest.approx([r["loss"] for r in metrics(tmp_path)])
     images = [v for v in fake.logged if "mtt/images" in v]
     assert [v["mtt/step"] for v in images] == [3]
-    assert images[0]["mtt/images"].array.shape == (10 * 29 + 1, 2 * 29 + 1, 3)
+    assert images[0]["mtt/images"].array.shape == (10 * 29, 2 * 29, 3)
 
     # `ltdd distill` with the run's experts: the same stream, under <out>/tracking
     fake.calls.clear()

@@ -24,13 +24,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import torch
 
 from ltdd.errors import UserError
 from ltdd.registry import Registry
+from ltdd.report.figures import mosaic
 
 if TYPE_CHECKING:
-    import torch
-
     from ltdd.data.dataset import LongTailedData
 
 
@@ -160,20 +160,6 @@ def numbers(record: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def image_grid(pictures: torch.Tensor, columns: int, pad: int = 1) -> np.ndarray:
-    """Tile pictures in [0, 1] (N, C, H, W) row by row into one uint8 (H', W', 3) array."""
-    array = np.rint(pictures.detach().cpu().clamp(0, 1).numpy() * 255).astype(np.uint8)
-    n, c, h, w = array.shape
-    columns = max(1, min(columns, n))
-    rows = -(-n // columns)
-    grid = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), dtype=np.uint8)
-    for i, img in enumerate(array):
-        r, k = divmod(i, columns)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        grid[y : y + h, x : x + w] = np.broadcast_to(img.transpose(1, 2, 0), (h, w, 3))
-    return grid
-
-
 def log_iteration(prefix: str, record: dict, images: torch.Tensor, data: LongTailedData) -> None:
     """One metrics record (and, every `image_every` iterations, the image grid) to the tracker."""
     session = _ACTIVE.get()
@@ -184,8 +170,10 @@ def log_iteration(prefix: str, record: dict, images: torch.Tensor, data: LongTai
     session.tracker.scalars(prefix, values, step)
     if session.image_every and step % session.image_every == 0:
         pictures = data.preprocessing.inverse_transform(images.detach().cpu())
-        columns = max(1, len(pictures) // data.num_classes)  # class-contiguous: a row per class
-        session.tracker.image(prefix, "images", image_grid(pictures, columns), step)
+        ipc = max(1, len(pictures) // data.num_classes)
+        classes = torch.arange(len(pictures)) // ipc  # the engine keeps classes in blocks of IPC
+        canvas = mosaic(pictures, classes, data.num_classes, ipc)
+        session.tracker.image(prefix, "images", np.rint(canvas * 255).astype(np.uint8), step)
 
 
 def log_stage(name: str, resources: dict) -> None:

@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure  # not pyplot: the user's backend stays as it is
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ltdd.io import atomic_path  # noqa: E402
+from ltdd.io import atomic_path
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def mosaic(
@@ -42,9 +38,8 @@ def image_grid_figure(panels: dict[str, dict[str, np.ndarray]], path: Path) -> N
     """Supplementary Figure 8: rows = methods, columns = runs (e.g. β), one mosaic each."""
     methods = list(panels)
     runs = list(dict.fromkeys(r for per in panels.values() for r in per))
-    fig, axes = plt.subplots(
-        len(methods), len(runs), squeeze=False, figsize=(3.2 * len(runs) + 0.5, 3.4 * len(methods))
-    )
+    fig = Figure(figsize=(3.2 * len(runs) + 0.5, 3.4 * len(methods)))
+    axes = fig.subplots(len(methods), len(runs), squeeze=False)
     for i, method in enumerate(methods):
         for j, run in enumerate(runs):
             ax = axes[i][j]
@@ -59,7 +54,8 @@ def classwise_figure(
     per_class: dict[str, list], class_names: list[str], path: Path, title: str
 ) -> None:
     """Grouped bars of per-class accuracy, one colour per method."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(class_names) + 2), 3.6))
+    fig = Figure(figsize=(max(6, 0.9 * len(class_names) + 2), 3.6))
+    ax = fig.subplots()
     width = 0.8 / max(1, len(per_class))
     x = np.arange(len(class_names))
     for k, (method, accs) in enumerate(per_class.items()):
@@ -76,7 +72,8 @@ def accuracy_vs_beta_figure(
     points: dict[str, list[tuple[float, float, float]]], path: Path
 ) -> None:
     """Balanced accuracy (mean ± std) against the imbalance factor, one line per method."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for method, pts in points.items():
         pts = sorted(pts)
         betas, means, stds = (np.array(v) for v in zip(*pts, strict=True))
@@ -90,7 +87,8 @@ def accuracy_vs_beta_figure(
 
 def loss_curves_figure(metrics: dict[str, Path], path: Path) -> None:
     """Matching loss per outer iteration (each phase) of every distillation method."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for method, file in metrics.items():
         rows = [json.loads(line) for line in file.read_text().splitlines() if line]
         if not rows:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure  # not pyplot: the user's backend stays as it is
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ltdd.io import atomic_path  # noqa: E402
+from ltdd.io import atomic_path
 
 
 def save_class_grid(
@@ -24,9 +21,8 @@ def save_class_grid(
     """Save images in [0,1] (N,C,H,W) as a PNG grid, one row per class, up to `max_per_class`."""
     rows = len(class_names)
     cols = max(1, min(max_per_class, max(int((classes == c).sum()) for c in range(rows))))
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(cols * 0.9 + 1.6, rows * 0.9 + 0.4), squeeze=False
-    )
+    fig = Figure(figsize=(cols * 0.9 + 1.6, rows * 0.9 + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for c in range(rows):
         members = torch.nonzero(classes == c).flatten()[:cols]
         for j in range(cols):
@@ -47,4 +43,3 @@ def save_class_grid(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
