@@ -389,6 +389,8 @@ def save_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
 def load_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
     """Restore `state` (built by `initial_state`) from a checkpoint of the same config."""
     tensors, meta = load_tensors(path)
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise UserError(f"{path}: holds NaN or inf; delete it to start this distillation over")
     if meta.get("resume_sha256") != config_hash(cfg, resumable=True):
         raise UserError(
             f"{path} was written by a different distillation config; "
