@@ -37,9 +37,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp_path = Path(tmp)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         os.close(fd)
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # after writing: some writers recreate the file
         faults.before_rename(path)
         os.replace(tmp_path, path)
     finally:
@@ -100,7 +100,13 @@ def save_tensors(
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {"ltdd": json.dumps(meta)} if meta is not None else None
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # safetensors reports OS errors (full disk) this way
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(
+                f"{path}: could not be written ({reason}); nothing was replaced"
+            ) from None
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
