@@ -189,10 +189,10 @@ def experts(args: argparse.Namespace) -> None:
             print(f"{key:>22}: {_human(key, value)}")
         return
     check_writable(args.out, folder=True)
-    data = prepare_data(cfg.data)
-    source = open_store(args.source, data.info) if args.source is not None else None
     # Under torchrun every rank writes into --out: rank 0 holds the lock for the whole job.
     with locked(args.out, "expert store") if _rank() == 0 else contextlib.nullcontext():
+        data = prepare_data(cfg.data)
+        source = open_store(args.source, data.info) if args.source is not None else None
         store = train_experts(section, data, args.out, source=source)
     if _rank() == 0:  # under torchrun, one summary
         print(summary_table(store))
@@ -214,6 +214,12 @@ def _human(key: str, value) -> str:
 def distill_cmd(args: argparse.Namespace) -> None:
     cfg = load_config(DistillCommandConfig, args.config, args.overrides)
     check_writable(args.out, folder=True)
+    with locked(args.out, "distillation folder"):
+        path = _distill_locked(cfg, args)
+    log.info("-> %s", path)
+
+
+def _distill_locked(cfg: DistillCommandConfig, args: argparse.Namespace) -> Path:
     device = resolve_device(args.device)
     data = prepare_data(cfg.data)
     kinds = METHODS.get(cfg.distill.method)().expert_kinds
@@ -229,9 +235,7 @@ def distill_cmd(args: argparse.Namespace) -> None:
             )
         stores[kind] = open_store(folder, data.info)
     meta = set_metadata(data, cfg.data, cfg.distill.method, cfg.distill.ipc)
-    with locked(args.out, "distillation folder"):
-        path = distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
-    log.info("-> %s", path)
+    return distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
 
 
 def run(args: argparse.Namespace) -> None:
