@@ -2,8 +2,10 @@
 
 The kernel drops a `flock` when its holder exits, however it exits (SIGKILL included), so a killed
 run never leaves a stale lock behind. The lock file holds the holder's PID so that a refused
-second process can name it. The file is removed on release; a process that opened it just before
-the removal notices (the path no longer names the file it locked) and takes the lock again.
+second process can name it. Whoever takes the lock deletes the temporary files of atomic
+writes that a killed holder left behind. The lock file is removed on release; a process that
+opened it just before the removal notices (the path no longer names the file it locked) and
+takes the lock again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ltdd.errors import UserError
+from ltdd.io import remove_stale_temporaries
 
 LOCK_FILE = ".ltdd.lock"
 
@@ -67,6 +70,7 @@ def locked(directory: str | Path, what: str = "output directory") -> Iterator[Pa
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        remove_stale_temporaries(directory)  # left by a killed holder; nobody else writes now
         yield directory
     finally:
         with contextlib.suppress(OSError):
