@@ -131,6 +131,9 @@ def _check(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
 def _build(cls: type[C], values: dict, prefix: str = "") -> C:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    odd = [k for k in values if not isinstance(k, str) or not k.isprintable()]
+    if odd:
+        raise UserError(f"config key {prefix}{odd[0]!r} is not a key name")
     unknown = sorted(set(values) - set(fields))
     if unknown:
         known = ", ".join(sorted(fields))

@@ -391,18 +391,34 @@ def load_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
     tensors, meta = load_tensors(path)
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise UserError(f"{path}: holds NaN or inf; delete it to start this distillation over")
-    if meta.get("resume_sha256") != config_hash(cfg, resumable=True):
+    if not isinstance(meta, dict) or meta.get("resume_sha256") != config_hash(cfg, resumable=True):
         raise UserError(
             f"{path} was written by a different distillation config; "
             "use a fresh output directory or delete the checkpoint"
         )
+    try:
+        _restore(tensors, meta, state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"{path}: damaged checkpoint ({type(exc).__name__}: {str(exc)[:80]}); "
+            "delete it to start this distillation over"
+        ) from None
+
+
+def _restore(tensors: dict[str, Tensor], meta: dict, state: State) -> None:
+    """Copy a checkpoint's tensors and metadata into `state` (shapes must match)."""
     with torch.no_grad():
         for name in _LEARNED:
-            getattr(state, name).copy_(tensors[name])
+            target = getattr(state, name)
+            if tensors[name].shape != target.shape:
+                raise ValueError(f"{name} has shape {tuple(tensors[name].shape)}")
+            target.copy_(tensors[name])
     for name, opt in state.optimizers.items():
         buf = tensors.get(f"momentum.{name}")
         if buf is not None:
             param = opt.param_groups[0]["params"][0]
+            if buf.shape != param.shape:
+                raise ValueError(f"momentum.{name} has shape {tuple(buf.shape)}")
             opt.state[param]["momentum_buffer"] = buf.to(param.device).clone()
     for i, gen in enumerate(state.generators):
         gen.set_state(tensors[f"generator.{i}"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 def load_pickle(path: Path) -> dict:
     """Unpickle one CIFAR archive file (python2 pickles: keys may be bytes or str)."""
     try:
-        with open(path, "rb") as fh:
-            obj = RestrictedUnpickler(fh, path).load()
+        # From memory: a length field in a damaged pickle then cannot make the reader allocate
+        # gigabytes before it finds that the data is not there.
+        obj = RestrictedUnpickler(io.BytesIO(path.read_bytes()), path).load()
     except _Refused as exc:
         raise UserError(f"{path}: refused {exc} (not a plain CIFAR archive)") from None
     except (
