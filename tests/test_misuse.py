@@ -352,3 +352,56 @@ def test_written_files_honour_the_umask(tmp_path, umask, mode):
         os.umask(old)
     for name in ("a.json", "b.safetensors"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode
+
+
+# ---- report on run files of the wrong shape ----------------------------------------------
+VALID_RUN = {
+    "data.json": {
+        "dataset": "procedural",
+        "imbalance_factor": 10.0,
+        "num_classes": 2,
+        "class_names": ["a", "b"],
+        "train_counts": [10, 1],
+        "test_lt_counts": [4, 1],
+    },
+    "eval/full.json": {
+        "balanced": {
+            **{
+                k: {"mean": 0.5, "std": 0.1}
+                for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+            },
+            "per_class_accuracy": [0.5, None],
+            "groups": {"head": {"accuracy": {"mean": 0.5, "std": 0.0}}, "tail": None},
+        }
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("data.json", "null", "data.json: unexpected content (the file must be a mapping"),
+        ("data.json", '{"dataset": 5}', "dataset must be a string"),
+        ("data.json", '{"imbalance_factor": "abc"}', "imbalance_factor must be a finite number"),
+        ("eval/full.json", '"a string"', "full.json: unexpected content"),
+        ("eval/full.json", '{"balanced": 5}', "balanced must be a mapping"),
+        ("eval/full.json", '{"balanced": {"accuracy": []}}', "balanced.accuracy must be a mapping"),
+        ("timings.json", "[1, 2]", "timings.json: unexpected content"),
+        ("timings.json", '{"data": {"wall_s": "x"}}', "data.wall_s must be a finite number"),
+        ("config.yaml", "methods: 5", "config.yaml: unexpected content (methods must be a list"),
+        ("config.yaml", "- a\n- b\n", "a config must be a mapping"),
+        ("distill/full/metrics.jsonl", '{"iteration": "x"}\n', "iteration must be a finite"),
+        ("distill/full/metrics.jsonl", "[1]\n", "metrics.jsonl:1: unexpected content"),
+    ],
+)
+def test_report_on_run_files_of_the_wrong_shape(tmp_path, capsys, name, content, message):
+    run = tmp_path / "run"
+    for file, obj in VALID_RUN.items():
+        (run / file).parent.mkdir(parents=True, exist_ok=True)
+        (run / file).write_text(json.dumps(obj))
+    patch = json.loads(content) if name.endswith(".json") and content.startswith("{") else None
+    if isinstance(patch, dict) and name in VALID_RUN and set(patch) <= set(VALID_RUN[name]):
+        content = json.dumps({**VALID_RUN[name], **patch})
+    (run / name).parent.mkdir(parents=True, exist_ok=True)
+    (run / name).write_text(content)
+    assert_refused(capsys, ["report", run], message, run)

@@ -147,6 +147,12 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None) -> Path:
     """Write `report.md` (and PNG figures) for the runs; the first run is the main one."""
     runs = [load_run(p) for p in run_dirs]
     main = runs[0]
+    # Read and check every input before the first figure is written: a bad file writes nothing.
+    metrics = {m: main.path / "distill" / m / "metrics.jsonl" for m in main.evals}
+    metrics = {m: p for m, p in metrics.items() if p.is_file()}
+    for file in metrics.values():
+        _check_metrics(file)
+    panels = _image_panels(runs)
     out_dir = Path(out_dir) if out_dir is not None else main.path / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     data = main.data
@@ -203,7 +209,6 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None) -> Path:
         out_dir / "classwise.png",
         "per-class accuracy, balanced test set",
     )
-    panels = _image_panels(runs)
     if panels:
         figures.image_grid_figure(panels, out_dir / "images.png")
         sections += [
@@ -214,10 +219,6 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None) -> Path:
     if len(runs) > 1:
         sections += ["## Accuracy against β", _beta_table(runs), "![accuracy vs beta](beta.png)"]
         figures.accuracy_vs_beta_figure(_beta_points(runs), out_dir / "beta.png")
-    metrics = {m: main.path / "distill" / m / "metrics.jsonl" for m in main.evals}
-    metrics = {m: p for m, p in metrics.items() if p.is_file()}
-    for file in metrics.values():
-        _check_metrics(file)
     if metrics:
         figures.loss_curves_figure(metrics, out_dir / "losses.png")
         sections += ["## Matching loss", "![matching loss](losses.png)"]
