@@ -208,3 +208,12 @@ def test_lock_waits_for_nobody(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    from ltdd.distill.engine import _metrics_lines
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"iteration": 1}\n{"iteration": 2}\n{"iteration": 3, "lo')
+    assert list(_metrics_lines(path, 2)) == ['{"iteration": 1}', '{"iteration": 2}']
+    assert list(_metrics_lines(path, 5)) == ['{"iteration": 1}', '{"iteration": 2}']

@@ -458,8 +458,12 @@ def _metrics_lines(path: Path, upto: int) -> Iterator[str]:
     """Lines of an existing metrics file for iterations <= `upto` (what a checkpoint covers)."""
     if not path.exists():
         return
-    for line in path.read_text().splitlines():
-        if line and json.loads(line)["iteration"] <= upto:
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            keep = int(json.loads(line)["iteration"]) <= upto
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill or a full disk
+            keep = False
+        if keep:
             yield line
 
 
