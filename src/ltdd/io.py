@@ -46,22 +46,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def remove_stale_temporaries(directory: str | Path) -> list[Path]:
-    """Delete the temporary files of atomic writes that a killed process left under `directory`.
-
-    Only safe while holding the directory's lock (`ltdd.lock.locked` calls it): then no other
-    process can be writing one of them.
-    """
-    stale = [
-        p
-        for p in Path(directory).rglob(".*.tmp")
-        if p.is_file() and p.name.count(".") >= 3  # .<name>.<random>.tmp, as atomic_path names
-    ]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
 def check_writable(path: str | Path, folder: bool = False) -> Path:
     """Refuse, before any work, an output path that cannot be written (UserError naming it).
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ltdd.errors import UserError
-from ltdd.io import remove_stale_temporaries
 
 LOCK_FILE = ".ltdd.lock"
 
@@ -47,6 +46,22 @@ def _acquire(path: Path) -> int:
         if same:
             return fd
         os.close(fd)  # the holder removed the file between our open and our lock: retry
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files of atomic writes (`ltdd.io.atomic_path` names them
+    `.<name>.<random>.tmp`) that a killed process left under `directory`.
+
+    Only safe while holding the directory's lock: then no other process can be writing one.
+    """
+    stale = [
+        p
+        for p in Path(directory).rglob(".*.tmp")
+        if p.is_file() and p.name.count(".") >= 3  # .<name>.<random>.tmp, as atomic_path names
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 @contextlib.contextmanager
