@@ -88,9 +88,7 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
             f"| {r['reader']} | `{r['test']}` | {r['inputs_tried']} | {r['crashes']} | "
             f"{r['seconds']} |"
         )
-    lines.append(
-        f"\nTotal: {result['total_inputs']} inputs, {result['total_crashes']} crashes."
-    )
+    lines.append(f"\nTotal: {result['total_inputs']} inputs, {result['total_crashes']} crashes.")
     for r in rows:
         if r["crash"]:
             lines.append(f"\n`{r['test']}` crashed: `{r['crash']}`")
