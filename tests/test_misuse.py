@@ -140,7 +140,7 @@ def test_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, good_set):
     )
     lines = [line for line in proc.stderr.splitlines() if line.startswith("ltdd")]
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0].startswith("ltdd: error:") and "File too large" in lines[0]
+    assert lines[0].startswith(f"ltdd: error: {out}: ") and "File too large" in lines[0]
     assert sha256_file(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.safetensors"]  # no temp file
 
@@ -405,3 +405,22 @@ def test_report_on_run_files_of_the_wrong_shape(tmp_path, capsys, name, content,
     (run / name).parent.mkdir(parents=True, exist_ok=True)
     (run / name).write_text(content)
     assert_refused(capsys, ["report", run], message, run)
+
+
+def test_no_space_left_while_writing_json_keeps_the_previous_file(tmp_path, monkeypatch):
+    import errno
+
+    from ltdd.errors import UserError
+
+    out = tmp_path / "result.json"
+    write_json(out, {"good": True})
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(UserError, match="result.json: not written \\(No space left on device\\)"):
+        write_json(out, {"good": False})
+    monkeypatch.undo()
+    assert json.loads(out.read_text()) == {"good": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]

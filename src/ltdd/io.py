@@ -38,7 +38,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         os.close(fd)
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:  # full disk, quota, file-size limit: name the target, not the tmp
+            raise UserError(f"{path}: not written ({exc.strerror}); nothing was replaced") from None
         os.chmod(tmp_path, 0o666 & ~_umask())  # after writing: some writers recreate the file
         faults.before_rename(path)
         os.replace(tmp_path, path)
