@@ -60,7 +60,7 @@ def test_random_baseline_file_follows_the_contract(random_set):
                 "random",
                 *PROC[:2],
                 "--imbalance-factor",
-                "1000",
+                "500",
                 "--ipc",
                 "50",
                 "--tail-policy",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -14,6 +15,27 @@ from ltdd.export import EXPORTERS
 from ltdd.models import MODELS
 from ltdd.select.policy import TAIL_POLICIES
 from ltdd.tracking import CHOICES as TRACKER_CHOICES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format of every other user error (no usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"ltdd: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+# Errors of the machine rather than of ltdd: a full disk, a read-only or forbidden path.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ENAMETOOLONG,
+}
 
 
 def _add_data_args(p: argparse.ArgumentParser, test_profile: bool = False) -> None:
@@ -81,7 +103,7 @@ def _add_tracker(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ltdd",
         description="Long-tailed dataset distillation: build long-tailed benchmarks, train expert "
         "trajectories, distil small balanced sets (MTT, DATM, LTDD) and evaluate them.",
@@ -267,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except UserError as exc:
         print(f"ltdd: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ltdd: error: {where}{exc.strerror}; nothing was replaced", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ltdd: interrupted", file=sys.stderr)

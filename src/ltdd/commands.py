@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -17,13 +18,15 @@ from ltdd.device import resolve_device
 from ltdd.distill.config import DistillConfig
 from ltdd.distill.engine import distill
 from ltdd.distill.methods import METHODS
-from ltdd.distilled import DistilledSet, set_metadata
+from ltdd.distilled import DistilledSet, check_lr, set_metadata
 from ltdd.errors import UserError
 from ltdd.evaluate.evaluate import EvalConfig, evaluate_set
 from ltdd.evaluate.trainer import TrainConfig
-from ltdd.experts import ExpertsConfig, TrajectoryStore, estimate, summary_table, train_experts
+from ltdd.experts import ExpertsConfig, estimate, summary_table, train_experts
+from ltdd.experts.verify import open_store
 from ltdd.export import export_set
-from ltdd.io import write_json
+from ltdd.io import check_writable, write_json
+from ltdd.lock import locked
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import run_pipeline
 from ltdd.report.build import build_report, summary_markdown
@@ -46,6 +49,7 @@ def _data_config(args: argparse.Namespace, **extra) -> DataConfig:
 
 
 def data(args: argparse.Namespace) -> None:
+    check_writable(args.json)
     summary = describe(_data_config(args, test_profile=args.test_profile))
     write_json(args.json, summary)
     log.info(
@@ -61,8 +65,8 @@ def data(args: argparse.Namespace) -> None:
 def baseline(args: argparse.Namespace) -> None:
     if args.ipc <= 0:
         raise UserError(f"--ipc must be a positive number of images per class, got {args.ipc}")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    check_lr(args.lr)
+    check_writable(args.out)
     cfg = _data_config(args)
     data = prepare_data(cfg)
     if args.kind == "random":
@@ -87,7 +91,12 @@ def load_set_and_data(path: Path, root: Path | None) -> tuple[DistilledSet, Long
     values = dict(distilled.meta["data"])
     if root is not None:
         values["root"] = str(root)
-    data = prepare_data(from_dict(DataConfig, values))
+    try:
+        cfg = from_dict(DataConfig, values)
+    except UserError as exc:
+        raise UserError(f"{path}: its metadata names no usable dataset ({exc})") from None
+    data = prepare_data(cfg)
+    distilled.check_fits(data.num_classes, data.image_shape, path)
     expected = distilled.meta.get("index_sha256")
     if expected and expected != data.info["index_sha256"]:
         raise UserError(
@@ -123,6 +132,9 @@ def evaluate(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "epochs" else 1):
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.lr is not None:
+        check_lr(args.lr)
+    check_writable(args.json)
     device = resolve_device(args.device)
     distilled, data = load_set_and_data(args.file, args.root)
     train = eval_train_config(distilled.meta, args.arch, args.width, args.epochs, args.batch_size)
@@ -153,6 +165,7 @@ def evaluate(args: argparse.Namespace) -> None:
 def show(args: argparse.Namespace) -> None:
     if args.max_per_class <= 0:
         raise UserError(f"--max-per-class must be positive, got {args.max_per_class}")
+    check_writable(args.out)
     distilled, data = load_set_and_data(args.file, args.root)
     pictures = data.preprocessing.inverse_transform(distilled.images)
     classes = distilled.class_ids
@@ -186,12 +199,19 @@ def experts(args: argparse.Namespace) -> None:
         for key, value in plan.items():
             print(f"{key:>22}: {_human(key, value)}")
         return
-    data = prepare_data(cfg.data)
-    source = TrajectoryStore(args.source) if args.source is not None else None
-    store = train_experts(section, data, args.out, source=source)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+    check_writable(args.out, folder=True)
+    # Under torchrun every rank writes into --out: rank 0 holds the lock for the whole job.
+    with locked(args.out, "expert store") if _rank() == 0 else contextlib.nullcontext():
+        data = prepare_data(cfg.data)
+        source = open_store(args.source, data.info) if args.source is not None else None
+        store = train_experts(section, data, args.out, source=source)
+    if _rank() == 0:  # under torchrun, one summary
         print(summary_table(store))
         log.info("-> %s", args.out)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
 
 
 def _human(key: str, value) -> str:
@@ -204,6 +224,13 @@ def _human(key: str, value) -> str:
 
 def distill_cmd(args: argparse.Namespace) -> None:
     cfg = load_config(DistillCommandConfig, args.config, args.overrides)
+    check_writable(args.out, folder=True)
+    with locked(args.out, "distillation folder"):
+        path = _distill_locked(cfg, args)
+    log.info("-> %s", path)
+
+
+def _distill_locked(cfg: DistillCommandConfig, args: argparse.Namespace) -> Path:
     device = resolve_device(args.device)
     data = prepare_data(cfg.data)
     kinds = METHODS.get(cfg.distill.method)().expert_kinds
@@ -217,19 +244,19 @@ def distill_cmd(args: argparse.Namespace) -> None:
                 f"{folder}: no expert store (manifest.json) for the {kind} experts "
                 f"{cfg.distill.method} needs; train them with `ltdd experts`"
             )
-        stores[kind] = TrajectoryStore(folder)
+        stores[kind] = open_store(folder, data.info)
     meta = set_metadata(data, cfg.data, cfg.distill.method, cfg.distill.ipc)
     with tracking(
         args.tracker, args.out / "tracking", image_every=args.tracker_images, config=to_dict(cfg)
     ):
-        path = distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
-    log.info("-> %s", path)
+        return distill(cfg.distill, data, stores, args.out, device=device, meta=meta)
 
 
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(RunConfig, args.config, args.overrides)
     if args.device != "auto":
         cfg = dataclasses.replace(cfg, device=args.device)
+    check_writable(cfg.run_dir, folder=True)
     with tracking(
         args.tracker, cfg.run_dir / "tracking", image_every=args.tracker_images, config=to_dict(cfg)
     ):
@@ -244,5 +271,6 @@ def export(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
+    check_writable(args.out or args.run_dirs[0] / "report", folder=True)
     path = build_report(args.run_dirs, args.out)
     print(f"report: {path}")

@@ -10,6 +10,7 @@ Supported keys: `ge`, `gt`, `le`, `lt`, `choices`. Every violation raises one Us
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,8 @@ import yaml
 from ltdd.errors import UserError
 
 C = TypeVar("C")
+INT_LIMIT = 2**63 - 1  # what fits the int64 of torch, numpy and safetensors
+FLOAT_LIMIT = 3.4028234663852886e38  # what fits float32: rates and weights become float32 tensors
 
 
 def _type_name(tp: Any) -> str:
@@ -78,14 +81,24 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp in (int, float):
         value = _as_number(value)
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT_LIMIT:
+                raise UserError(f"{key} must be an integer of at most 2^63 - 1, got {value}")
+            return value
         raise UserError(f"{key} must be an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not abs(number) <= FLOAT_LIMIT:  # also refuses NaN
+                raise UserError(
+                    f"{key} must be a finite number within float32 range, got {value!r}"
+                )
+            return number
         raise UserError(f"{key} must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -118,6 +131,9 @@ def _check(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
 def _build(cls: type[C], values: dict, prefix: str = "") -> C:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    odd = [k for k in values if not isinstance(k, str) or not k.isprintable()]
+    if odd:
+        raise UserError(f"config key {prefix}{odd[0]!r} is not a key name")
     unknown = sorted(set(values) - set(fields))
     if unknown:
         known = ", ".join(sorted(fields))
@@ -177,7 +193,11 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: no such config file") from None
-    except yaml.YAMLError as exc:
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a YAML config file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
+    except (yaml.YAMLError, RecursionError) as exc:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:
         return {}

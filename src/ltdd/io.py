@@ -15,22 +15,62 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ltdd import faults
 from ltdd.errors import UserError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    The file gets the mode an ordinary `open` would give it (0666 minus the umask), not the
+    0600 of `mkstemp`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        os.close(fd)
+        try:
+            yield tmp_path
+        except OSError as exc:  # full disk, quota, file-size limit: name the target, not the tmp
+            raise UserError(f"{path}: not written ({exc.strerror}); nothing was replaced") from None
+        os.chmod(tmp_path, 0o666 & ~_umask())  # after writing: some writers recreate the file
+        faults.before_rename(path)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def check_writable(path: str | Path, folder: bool = False) -> Path:
+    """Refuse, before any work, an output path that cannot be written (UserError naming it).
+
+    `path` (a file, or with `folder` a directory) may not exist yet; then its nearest existing
+    ancestor must be a writable directory. Full disks are found only when writing: every write
+    is atomic, so the previous file survives and the error is one line.
+    """
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    if path.exists():
+        if folder and not path.is_dir():
+            raise UserError(f"{path}: exists and is not a folder; choose an output folder")
+        if not folder and path.is_dir():
+            raise UserError(f"{path}: is a folder; give the path of the {kind} to write")
+    ancestor = path if folder and path.is_dir() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{ancestor}: is not a folder, so it cannot hold the output {path}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{ancestor}: not writable (permission denied), cannot write {path}")
+    return path
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -63,7 +103,13 @@ def save_tensors(
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {"ltdd": json.dumps(meta)} if meta is not None else None
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # safetensors reports OS errors (full disk) this way
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(
+                f"{path}: could not be written ({reason}); nothing was replaced"
+            ) from None
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -77,7 +123,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             header_len = int.from_bytes(fh.read(8), "little")
             header = json.loads(fh.read(header_len))
         meta = json.loads(header.get("__metadata__", {}).get("ltdd", "{}"))
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+    except (SafetensorError, OSError, ValueError, AttributeError, TypeError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
     return tensors, meta
 

@@ -83,8 +83,18 @@ class LongTailedData:
 def split_longtail(source: ImageSource, cfg: DataConfig) -> LongTailSplit:
     """Select the long-tailed train split (minus validation) and the long-tailed test profile."""
     num_classes = source.num_classes
+    if num_classes < 2:
+        raise UserError(
+            f"{source.name}: has {num_classes} class ({', '.join(source.class_names)}); "
+            "classification needs at least two classes"
+        )
     n_max = len(source.train_labels) // num_classes
     counts = longtail_counts(n_max, num_classes, cfg.imbalance_factor)
+    if min(counts) == 0:
+        raise UserError(
+            f"data.imbalance_factor={cfg.imbalance_factor:g} leaves class {counts.index(0)} with "
+            f"no training image ({n_max} in the head class); the largest usable beta is {n_max}"
+        )
     selected = longtail_indices(source.train_labels, counts, cfg.seed)
     val_rng = np.random.default_rng([cfg.seed, 1])
     train_parts, val_parts = [], []
@@ -102,6 +112,11 @@ def split_longtail(source: ImageSource, cfg: DataConfig) -> LongTailSplit:
         train_parts.append(block[~is_val])
         val_parts.append(block[is_val])
     test_per_class = np.bincount(source.test_labels, minlength=num_classes)
+    if test_per_class.min() == 0:
+        raise UserError(
+            f"{source.name}: class {source.class_names[int(test_per_class.argmin())]!r} has no "
+            "test image; every class needs test images to be evaluated"
+        )
     test_lt_counts = longtail_counts(int(test_per_class.min()), num_classes, cfg.imbalance_factor)
     test_lt = longtail_indices(source.test_labels, test_lt_counts, cfg.seed)
     return LongTailSplit(

@@ -8,6 +8,7 @@ every stage (experts, distillation, evaluation) works in exactly the same input 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +310,18 @@ class Preprocessing:
         """Read a file written by `save`; a missing or corrupt file is a UserError."""
         tensors, meta = load_tensors(path)
         try:
-            return cls.from_tensors(tensors, meta or None)
+            if meta and not isinstance(meta, dict):
+                raise UserError(f"metadata is a {type(meta).__name__}, not a mapping")
+            obj = cls.from_tensors(tensors, meta or None)
+            shape = obj.image_shape_
+            if len(shape) != 3 or min(shape) < 1 or math.prod(shape) > 2**24:
+                raise UserError(f"image_shape {shape} is not a C×H×W image shape")
+            obj.inverse_transform(obj.transform(torch.zeros((1, *shape), dtype=torch.uint8)))
+            return obj
         except UserError as exc:
             raise UserError(f"{path}: {exc}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(
+                f"{path}: damaged preprocessing file ({type(exc).__name__}: {str(exc)[:80]}); "
+                "prepare the data again"
+            ) from None

@@ -390,18 +390,36 @@ def save_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
 def load_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
     """Restore `state` (built by `initial_state`) from a checkpoint of the same config."""
     tensors, meta = load_tensors(path)
-    if meta.get("resume_sha256") != config_hash(cfg, resumable=True):
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise UserError(f"{path}: holds NaN or inf; delete it to start this distillation over")
+    if not isinstance(meta, dict) or meta.get("resume_sha256") != config_hash(cfg, resumable=True):
         raise UserError(
             f"{path} was written by a different distillation config; "
             "use a fresh output directory or delete the checkpoint"
         )
+    try:
+        _restore(tensors, meta, state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"{path}: damaged checkpoint ({type(exc).__name__}: {str(exc)[:80]}); "
+            "delete it to start this distillation over"
+        ) from None
+
+
+def _restore(tensors: dict[str, Tensor], meta: dict, state: State) -> None:
+    """Copy a checkpoint's tensors and metadata into `state` (shapes must match)."""
     with torch.no_grad():
         for name in _LEARNED:
-            getattr(state, name).copy_(tensors[name])
+            target = getattr(state, name)
+            if tensors[name].shape != target.shape:
+                raise ValueError(f"{name} has shape {tuple(tensors[name].shape)}")
+            target.copy_(tensors[name])
     for name, opt in state.optimizers.items():
         buf = tensors.get(f"momentum.{name}")
         if buf is not None:
             param = opt.param_groups[0]["params"][0]
+            if buf.shape != param.shape:
+                raise ValueError(f"momentum.{name} has shape {tuple(buf.shape)}")
             opt.state[param]["momentum_buffer"] = buf.to(param.device).clone()
     for i, gen in enumerate(state.generators):
         gen.set_state(tensors[f"generator.{i}"])
@@ -441,8 +459,12 @@ def _metrics_lines(path: Path, upto: int) -> Iterator[str]:
     """Lines of an existing metrics file for iterations <= `upto` (what a checkpoint covers)."""
     if not path.exists():
         return
-    for line in path.read_text().splitlines():
-        if line and json.loads(line)["iteration"] <= upto:
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            keep = int(json.loads(line)["iteration"]) <= upto
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill or a full disk
+            keep = False
+        if keep:
             yield line
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,8 @@ from ltdd.config import to_dict
 from ltdd.data.dataset import LongTailedData
 from ltdd.evaluate.metrics import GROUPS, classification_report
 from ltdd.evaluate.trainer import TrainConfig, predict, train_network
+
+log = logging.getLogger(__name__)
 
 PROFILES = {
     "balanced": ("balanced",),
@@ -82,10 +85,13 @@ def evaluate_set(
     """Train `cfg.seeds` fresh networks on the set and report metrics per test profile."""
     profiles = PROFILES[cfg.test_profile]
     reports: dict[str, list[dict]] = {p: [] for p in profiles}
+    diverged = []
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
         model = train_network(
             images, labels, lr, data.num_classes, cfg.train, seed, device, progress=progress
         )
+        if not all(torch.isfinite(t).all() for t in (*model.parameters(), *model.buffers())):
+            diverged.append(seed)
         for profile in profiles:
             test_x, test_y = data.test_set(profile)
             reports[profile].append(
@@ -94,6 +100,14 @@ def evaluate_set(
                 )
             )
     result = {p.replace("-", "_"): aggregate(r) for p, r in reports.items()}
+    if diverged:
+        warning = (
+            f"training diverged (NaN/inf weights) for seed(s) {diverged} at lr {lr:g}: their "
+            "accuracy is that of a broken network, not of the set; use a smaller learning rate"
+        )
+        log.warning("warning: %s", warning)
+        result["warnings"] = [warning]
+        result["diverged_seeds"] = diverged
     result["settings"] = {
         **to_dict(cfg),
         "lr": float(lr),

@@ -24,6 +24,7 @@ from ltdd.experts.store import (
     write_manifest,
 )
 from ltdd.experts.trainer import Engine, expert_seed, train_group
+from ltdd.experts.verify import data_summary
 from ltdd.io import read_json
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class _Job:
             "config": to_dict(cfg),
             "config_hash": self.config_hash,
             "data_fingerprint": fingerprint,
+            "data": data_summary(self.data.info),
             "dataset": self.data.info.get("dataset"),
             "train_counts": list(self.data.train_counts),
             "source": None

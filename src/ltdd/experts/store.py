@@ -17,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from ltdd.errors import UserError
+from ltdd.hashcache import remembered_sha256
 from ltdd.io import read_json, save_tensors, sha256_file, write_json
 from ltdd.models.functional import ParamLayout
 
@@ -70,7 +71,7 @@ def write_manifest(directory: Path, header: dict, num_experts: int) -> None:
             {
                 "index": index,
                 "file": path.name,
-                "sha256": sha256_file(path),
+                "sha256": remembered_sha256(path),  # also remembers it: no re-hash on open
                 "seed": meta["seed"],
                 "metrics": meta["metrics"],
             }
@@ -92,6 +93,9 @@ class TrajectoryStore:
         self.manifest = read_json(path)
         if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
             raise UserError(f"{path}: not an ltdd expert manifest (expected format {FORMAT})")
+        problem = _manifest_problem(self.manifest)
+        if problem:
+            raise UserError(f"{path}: damaged expert manifest ({problem}); train the store again")
 
     @property
     def kind(self) -> str:
@@ -159,19 +163,73 @@ class TrajectoryStore:
         return self._read(expert, epoch_key(self.num_epochs) if keep_last else "final")
 
     def verify(self) -> None:
-        """Check every expert file's sha256 and tensor shapes against the manifest."""
-        want = _SAFETENSORS_DTYPES[self.manifest["dtype"]]
+        """Check every expert file's sha256 (hashing it in full) and tensor shapes."""
         for entry in self.manifest["experts"]:
             path = self.directory / entry["file"]
             if not path.is_file():
                 raise UserError(f"{path}: missing; run `ltdd experts` again to retrain it")
             if sha256_file(path) != entry["sha256"]:
                 raise _corrupt(path, "sha256 differs from manifest.json")
+        self.verify_headers()
+
+    def verify_headers(self) -> None:
+        """Check that every expert file's header lists each kept epoch in the right shape/dtype."""
+        want = _SAFETENSORS_DTYPES[self.manifest["dtype"]]
+        for entry in self.manifest["experts"]:
+            path = self.directory / entry["file"]
             header = _header(path)
             for epoch in self.epochs:
-                info = header.get(epoch_key(epoch))
-                if info is None or info["shape"] != [self.num_params] or info["dtype"] != want:
+                info = header.get(epoch_key(epoch)) if isinstance(header, dict) else None
+                if not isinstance(info, dict) or (info.get("shape"), info.get("dtype")) != (
+                    [self.num_params],
+                    want,
+                ):
                     raise _corrupt(path, f"{epoch_key(epoch)} missing or of wrong shape/dtype")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _manifest_problem(m: dict) -> str | None:
+    """What is structurally wrong with a manifest (types and shapes of its fields), or None."""
+    checks = {
+        "kind": lambda v: isinstance(v, str),
+        "config_hash": lambda v: isinstance(v, str),
+        "data_fingerprint": lambda v: isinstance(v, str),
+        "num_params": lambda v: _is_int(v) and v > 0,
+        "num_epochs": lambda v: _is_int(v) and v >= 0,
+        "dtype": lambda v: v in DTYPES,
+        "epochs": lambda v: isinstance(v, list) and all(_is_int(e) and e >= 0 for e in v),
+        "layout": lambda v: (
+            isinstance(v, dict)
+            and isinstance(v.get("names"), list)
+            and isinstance(v.get("shapes"), list)
+            and len(v["names"]) == len(v["shapes"])
+            and all(isinstance(n, str) for n in v["names"])
+            and all(
+                isinstance(s, list) and all(_is_int(d) and d >= 0 for d in s) for s in v["shapes"]
+            )
+        ),
+        "experts": lambda v: (
+            isinstance(v, list)
+            and all(
+                isinstance(e, dict)
+                and isinstance(e.get("file"), str)
+                and e["file"] == Path(e["file"]).name
+                and e["file"] not in ("", ".", "..")
+                and isinstance(e.get("sha256"), str)
+                and isinstance(e.get("metrics", {}), dict)
+                for e in v
+            )
+        ),
+    }
+    for key, ok in checks.items():
+        if key not in m:
+            return f"no {key!r}"
+        if not ok(m[key]):
+            return f"{key!r} has the wrong type or shape"
+    return None
 
 
 def _header(path: Path) -> dict:

@@ -68,8 +68,13 @@ def create_model(
         raise UserError(
             f"model {name!r} has no option {', '.join(unknown)}; allowed: {', '.join(allowed)}"
         )
-    if seed is None:
-        return builder(num_classes, shape, **kwargs)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return builder(num_classes, shape, **kwargs)
+    try:
+        if seed is None:
+            return builder(num_classes, shape, **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return builder(num_classes, shape, **kwargs)
+    except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. width=10**12: no memory
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        options = ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "default options"
+        raise UserError(f"cannot build model {name!r} with {options} ({reason})") from None

@@ -81,6 +81,10 @@ def check_run_config(cfg: RunConfig) -> None:
     """Cross-field checks the per-field constraints cannot express."""
     from ltdd.errors import UserError
 
+    if cfg.name in ("", ".", "..") or "/" in cfg.name or "\\" in cfg.name:
+        raise UserError(
+            f"name must name one folder under runs_dir (no '/', not empty), got {cfg.name!r}"
+        )
     known = BASELINES + DISTILLERS
     for method in cfg.methods:
         if method not in known:

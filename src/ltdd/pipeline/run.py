@@ -29,7 +29,9 @@ from ltdd.distilled import DistilledSet, set_metadata
 from ltdd.evaluate.ddranking import ddranking_summary
 from ltdd.evaluate.evaluate import evaluate_set
 from ltdd.experts import TrajectoryStore, train_experts
+from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
+from ltdd.lock import locked
 from ltdd.pipeline.cache import is_current, stage_hash, write_record
 from ltdd.pipeline.config import BASELINES, RunConfig, check_run_config
 from ltdd.pipeline.resources import measure
@@ -157,7 +159,7 @@ class Run:
                 train_experts(section, self.data, folder, source=source, progress=self.progress)
 
             self._stage(f"experts/{kind}", folder / RECORD, key, compute, ["manifest.json"], folder)
-            self.stores[kind] = TrajectoryStore(folder)
+            self.stores[kind] = open_store(folder, self.data.info)
 
     def _set_meta(self, method: str) -> dict:
         return set_metadata(self.data, self.cfg.data, method, self.cfg.ipc)
@@ -292,7 +294,7 @@ class Run:
         )
 
         def compute() -> None:
-            distilled = DistilledSet.load(set_path)
+            distilled = DistilledSet.load(set_path, self.data.num_classes, self.data.image_shape)
             cfg = self._eval_cfg(arch, distilled.meta.get("model", {}))
             result = evaluate_set(
                 distilled.images,
@@ -417,7 +419,11 @@ class Run:
 
     # ---- everything ----------------------------------------------------------------------
     def run(self) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Every stage, holding the run directory so that no other process writes into it."""
+        with locked(self.dir, "run directory"):
+            return self._run()
+
+    def _run(self) -> Path:
         write_text(self.dir / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
         self.prepare()
         self.experts()

@@ -2,18 +2,90 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from ltdd.config import read_yaml
 from ltdd.data.preprocess import Preprocessing
 from ltdd.distilled import DistilledSet
 from ltdd.errors import UserError
 from ltdd.io import read_json, write_text
 from ltdd.report import figures, tables
+from ltdd.schema import NUMBER, DictOf, ListOf, Maybe, check
 
 SET_FILE = "distilled.safetensors"
+
+# What the report reads of each file of a run directory (extra keys are ignored).
+SUMMARY = {"mean": NUMBER, "std": NUMBER}
+PROFILE = {
+    "accuracy": SUMMARY,
+    "macro_precision": SUMMARY,
+    "macro_recall": SUMMARY,
+    "macro_f1": SUMMARY,
+    "per_class_accuracy": ListOf(Maybe(NUMBER)),
+    "groups": DictOf(Maybe({"accuracy": SUMMARY})),
+}
+EVAL_SCHEMA = {
+    "balanced": PROFILE,
+    "long_tailed?": PROFILE,
+    "ddranking?": Maybe(
+        {"hlr": SUMMARY, "ior": SUMMARY, "lrs": SUMMARY, "syn_hard_accuracy": SUMMARY}
+    ),
+}
+DATA_SCHEMA = {
+    "dataset": str,
+    "imbalance_factor": NUMBER,
+    "num_classes": int,
+    "class_names": ListOf(str),
+    "train_counts": ListOf(int),
+    "test_lt_counts": ListOf(int),
+}
+TIMINGS_SCHEMA = DictOf(
+    {
+        "wall_s": NUMBER,
+        "cpu_hours": NUMBER,
+        "peak_rss_mb": NUMBER,
+        "gpu_hours?": NUMBER,
+        "peak_gpu_mb?": Maybe(NUMBER),
+    }
+)
+CONFIG_SCHEMA = {"methods?": ListOf(str)}
+METRICS_LINE = {"iteration": NUMBER, "phase_losses?": ListOf(NUMBER)}
+
+
+def _read_data(path: Path) -> dict:
+    data = check(read_json(path), DATA_SCHEMA, str(path))
+    n = data["num_classes"]
+    if n < 1 or len(data["class_names"]) != n or len(data["test_lt_counts"]) != n:
+        raise UserError(f"{path}: num_classes, class_names and test_lt_counts disagree")
+    if sum(data["test_lt_counts"]) <= 0 or min(data["test_lt_counts"]) < 0:
+        raise UserError(f"{path}: test_lt_counts must be counts with a positive total")
+    return data
+
+
+def _read_eval(path: Path, num_classes: int) -> dict:
+    result = check(read_json(path), EVAL_SCHEMA, str(path))
+    for profile in ("balanced", "long_tailed"):
+        if profile in result and len(result[profile]["per_class_accuracy"]) != num_classes:
+            raise UserError(f"{path}: {profile}.per_class_accuracy does not list {num_classes}")
+    return result
+
+
+def _check_metrics(path: Path) -> None:
+    """A distillation's metrics.jsonl: one JSON object per line, phases of one length."""
+    phases = set()
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise UserError(f"{path}:{number}: not a JSON line") from None
+        check(row, METRICS_LINE, f"{path}:{number}")
+        phases.add(len(row.get("phase_losses", [])))
+    if len(phases) > 1:
+        raise UserError(f"{path}: lines list different numbers of phase losses")
 
 
 @dataclass
@@ -40,12 +112,13 @@ def load_run(path: Path) -> RunFiles:
     path = Path(path)
     if not (path / "data.json").is_file():
         raise UserError(f"{path}: not an ltdd run directory (no data.json); run `ltdd run` first")
+    data = _read_data(path / "data.json")
     evals: dict[str, dict] = {}
     cross: dict[str, dict[str, dict]] = {}
     for file in sorted((path / "eval").glob("*.json")):
         if file.name.endswith(".stage.json"):
             continue
-        result = read_json(file)
+        result = _read_eval(file, data["num_classes"])
         method, _, arch = file.stem.partition("@")
         if arch:
             cross.setdefault(method, {})[arch] = result
@@ -53,15 +126,20 @@ def load_run(path: Path) -> RunFiles:
             evals[method] = result
     order = _method_order(path)
     evals = {m: evals[m] for m in sorted(evals, key=lambda m: order.get(m, len(order)))}
-    timings = read_json(path / "timings.json") if (path / "timings.json").is_file() else {}
-    return RunFiles(path, read_json(path / "data.json"), evals, cross, timings)
+    timings_path = path / "timings.json"
+    timings = (
+        check(read_json(timings_path), TIMINGS_SCHEMA, str(timings_path))
+        if timings_path.is_file()
+        else {}
+    )
+    return RunFiles(path, data, evals, cross, timings)
 
 
 def _method_order(path: Path) -> dict[str, int]:
     config = path / "config.yaml"
     methods = ["full"]
     if config.is_file():
-        methods += list(yaml.safe_load(config.read_text()).get("methods", []))
+        methods += check(read_yaml(config), CONFIG_SCHEMA, str(config)).get("methods", [])
     return {m: i for i, m in enumerate(methods)}
 
 
@@ -69,6 +147,12 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None) -> Path:
     """Write `report.md` (and PNG figures) for the runs; the first run is the main one."""
     runs = [load_run(p) for p in run_dirs]
     main = runs[0]
+    # Read and check every input before the first figure is written: a bad file writes nothing.
+    metrics = {m: main.path / "distill" / m / "metrics.jsonl" for m in main.evals}
+    metrics = {m: p for m, p in metrics.items() if p.is_file()}
+    for file in metrics.values():
+        _check_metrics(file)
+    panels = _image_panels(runs)
     out_dir = Path(out_dir) if out_dir is not None else main.path / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     data = main.data
@@ -125,7 +209,6 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None) -> Path:
         out_dir / "classwise.png",
         "per-class accuracy, balanced test set",
     )
-    panels = _image_panels(runs)
     if panels:
         figures.image_grid_figure(panels, out_dir / "images.png")
         sections += [
@@ -136,8 +219,6 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None) -> Path:
     if len(runs) > 1:
         sections += ["## Accuracy against β", _beta_table(runs), "![accuracy vs beta](beta.png)"]
         figures.accuracy_vs_beta_figure(_beta_points(runs), out_dir / "beta.png")
-    metrics = {m: main.path / "distill" / m / "metrics.jsonl" for m in main.evals}
-    metrics = {m: p for m, p in metrics.items() if p.is_file()}
     if metrics:
         figures.loss_curves_figure(metrics, out_dir / "losses.png")
         sections += ["## Matching loss", "![matching loss](losses.png)"]
@@ -157,7 +238,7 @@ def _image_panels(runs: list[RunFiles]) -> dict:
             set_path = run.path / "distill" / method / SET_FILE
             if not set_path.is_file():
                 continue
-            s = DistilledSet.load(set_path)
+            s = DistilledSet.load(set_path, run.data["num_classes"], pre.image_shape_)
             pictures = pre.inverse_transform(s.images)
             cols = min(10, max(1, len(s.images) // run.data["num_classes"]))
             panels.setdefault(method, {})[run.label] = figures.mosaic(

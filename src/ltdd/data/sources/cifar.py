@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,46 @@ from ltdd.data.sources.registry import DatasetFormat, register, require_file
 from ltdd.errors import UserError
 
 _core = getattr(np, "_core", None) or np.core  # numpy >= 2 moved numpy.core to numpy._core
+# Only what the official archives hold: uint8 pixel arrays (labels and names are plain lists).
+_DTYPES = ("u1",)
+
+
+class _Refused(Exception):
+    """An archive asked for something no official CIFAR archive needs."""
+
+
+def _reconstruct(cls: Any, shape: Any, code: Any) -> np.ndarray:
+    """numpy's array constructor, admitting only the empty placeholder numpy pickles write.
+
+    The real size arrives later with the pixel bytes (`__setstate__`, which checks that they
+    match); a larger placeholder would make numpy allocate it before any byte is read.
+    """
+    if cls is not np.ndarray or shape != (0,):
+        raise _Refused(f"array placeholder of shape {shape!r}")
+    return _core.multiarray._reconstruct(np.ndarray, (0,), b"b")
+
+
+def _dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
+    if isinstance(spec, bytes):  # python2 archives: every str reads back as bytes
+        spec = spec.decode("latin1")
+    if spec not in _DTYPES:
+        raise _Refused(f"array dtype {spec!r}")
+    return np.dtype(spec)
+
+
+def _scalar(dtype: Any, data: Any) -> Any:
+    if not isinstance(dtype, np.dtype) or dtype.str.lstrip("|<>=") not in _DTYPES:
+        raise _Refused(f"scalar of dtype {dtype!r}")
+    return _core.multiarray.scalar(dtype, data)
+
+
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): _dtype,
 }
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _core.multiarray._reconstruct
-    _ALLOWED_GLOBALS[(_module, "scalar")] = _core.multiarray.scalar
+    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _reconstruct
+    _ALLOWED_GLOBALS[(_module, "scalar")] = _scalar
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -42,10 +76,28 @@ class RestrictedUnpickler(pickle.Unpickler):
 def load_pickle(path: Path) -> dict:
     """Unpickle one CIFAR archive file (python2 pickles: keys may be bytes or str)."""
     try:
-        with open(path, "rb") as fh:
-            obj = RestrictedUnpickler(fh, path).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
-        raise UserError(f"{path}: not a readable CIFAR archive ({exc}); fetch it again") from None
+        # From memory: a length field in a damaged pickle then cannot make the reader allocate
+        # gigabytes before it finds that the data is not there.
+        obj = RestrictedUnpickler(io.BytesIO(path.read_bytes()), path).load()
+    except _Refused as exc:
+        raise UserError(f"{path}: refused {exc} (not a plain CIFAR archive)") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        RecursionError,
+        MemoryError,
+        OverflowError,
+        UnicodeDecodeError,
+    ) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"{path}: not a readable CIFAR archive ({reason}); fetch it again"
+        ) from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: not a CIFAR archive (holds a {type(obj).__name__}, not a dict)")
     return obj

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             "the file is corrupt or not the official one"
         )
     dims = [int.from_bytes(data[4 * (1 + i) : 4 * (2 + i)], "big") for i in range(ndim)]
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # exact: np.prod would wrap around in int64
     if len(data) - header != expected:
         shape = "x".join(map(str, dims))
         raise UserError(

@@ -52,3 +52,11 @@ def require_file(path: Path, layout: str) -> Path:
     if not path.is_file():
         raise UserError(f"{path}: missing file (the official layout is {layout})")
     return path
+
+
+def read_text(path: Path) -> str:
+    """A small text file of a dataset's layout (UserError when it is not UTF-8 text)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (expected UTF-8 text)") from None

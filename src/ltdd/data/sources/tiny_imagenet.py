@@ -9,7 +9,7 @@ import numpy as np
 
 from ltdd.data.source import ImageSource
 from ltdd.data.sources.images import decode_images, list_images
-from ltdd.data.sources.registry import DatasetFormat, register, require_file
+from ltdd.data.sources.registry import DatasetFormat, read_text, register, require_file
 from ltdd.errors import UserError
 
 FOLDER = "tiny-imagenet-200"
@@ -74,7 +74,7 @@ class TinyImageNetFormat(DatasetFormat):
 
     def _wnids(self, base: Path) -> list[str]:
         path = require_file(base / "wnids.txt", self.layout)
-        wnids = sorted({line.strip() for line in path.read_text().splitlines() if line.strip()})
+        wnids = sorted({line.strip() for line in read_text(path).splitlines() if line.strip()})
         if not wnids:
             raise UserError(f"{path}: no wnids")
         return wnids
@@ -82,7 +82,7 @@ class TinyImageNetFormat(DatasetFormat):
     def _annotations(self, path: Path, index: dict[str, int]) -> dict[str, int]:
         """File name -> class index, from lines `<file>\\t<wnid>\\t<x0>\\t<y0>\\t<x1>\\t<y1>`."""
         labels = {}
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(read_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             fields = line.split("\t")
@@ -98,7 +98,7 @@ class TinyImageNetFormat(DatasetFormat):
         words = {}
         path = base / "words.txt"
         if path.is_file():
-            for line in path.read_text().splitlines():
+            for line in read_text(path).splitlines():
                 wnid, _, text = line.partition("\t")
                 words[wnid] = text.split(",")[0].strip()
         names = [words.get(w) or w for w in wnids]
