@@ -206,7 +206,6 @@ def test_classifier_phase_equals_masked_full_computation(mode):
     ]:
         close(x, y)
     oracle = surrogate if mode.startswith("tesla") else masked_unrolled
-    tol = 1e-6 if mode == "tesla_fd" else 1e-9  # finite difference: O(step^2)
     ref = dict(
         forward=forward,
         loss_fn=loss_fn,
@@ -218,8 +217,8 @@ def test_classifier_phase_equals_masked_full_computation(mode):
     )
     loss, d_x, d_y, d_a = autograd_of(oracle, images, labels, lr, ref)
     close(ours.loss, loss)
-    close(ours.images, d_x, tol)
-    close(ours.labels, d_y, tol)
+    close(ours.images, d_x)
+    close(ours.labels, d_y)
     close(ours.lr, d_a)
     assert ours.images.abs().sum() > 0, "images get gradient through the features"
 
