@@ -245,23 +245,15 @@ def plan(groups: list[str], stages: list[str]) -> list[tuple[str, str, str, str]
     return out
 
 
-def run_many(keys: list[tuple[str, str, str, str]], srcs: list[str], threads: int) -> list[dict]:
-    """Run the measurements `keys` (one process each, PYTHONPATH `srcs`) at the same time."""
-    procs = []
-    for (group, stage, variant, _), src in zip(keys, srcs, strict=True):
-        env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(threads)}
-        cmd = [sys.executable, __file__, "--one", group, stage, variant]
-        cmd += ["--threads", str(threads)]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
-    out = []
-    for proc in procs:
-        stdout, stderr = proc.communicate()
-        if proc.returncode != 0:
-            lines = stderr.decode().strip().splitlines() or ["killed"]
-            out.append({"error": lines[-1][:200]})
-        else:
-            out.append(json.loads(stdout.decode().strip().splitlines()[-1]))
-    return out
+def run_one(key: tuple[str, str, str, str], src: str, threads: int) -> dict:
+    """One measurement in a fresh process with PYTHONPATH `src`."""
+    group, stage, variant, _ = key
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, __file__, "--one", group, stage, variant, "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["killed"])[-1][:200]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def cpu_description(threads: int) -> str:
@@ -389,9 +381,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
-    parser.add_argument(
-        "--parallel", action="store_true", help="time a stage's baseline and variants concurrently"
-    )
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--out", default="speed", help="results/NAME.md and NAME.json")
     parser.add_argument(
@@ -430,18 +419,11 @@ def main() -> None:
             for key in plan(args.groups, args.stages)
             if len(samples.get(key, [])) <= round_ and (key[3] == "new" or args.base_src)
         ]
-        # --parallel: the measurements of one stage (baseline and this checkout, every variant)
-        # run at the same time, so they share whatever load the machine has.
-        batches = (
-            [[k for k in todo if k[:2] == head] for head in dict.fromkeys(k[:2] for k in todo)]
-            if args.parallel
-            else [[k] for k in todo]
-        )
-        for batch in batches:
-            srcs = [str(args.base_src.resolve()) if k[3] == "base" else new_src for k in batch]
-            for key, result in zip(batch, run_many(batch, srcs, args.threads), strict=True):
-                samples.setdefault(key, []).append(result)
-                print(round_, key, json.dumps(result)[:160], flush=True)
+        for key in todo:
+            src = str(args.base_src.resolve()) if key[3] == "base" else new_src
+            result = run_one(key, src, args.threads)
+            samples.setdefault(key, []).append(result)
+            print(round_, key, json.dumps(result)[:160], flush=True)
             flat = [{"key": list(k), "result": r} for k, rs in samples.items() for r in rs]
             partial.write_text(json.dumps(flat))
     if not args.report_only:
