@@ -62,25 +62,36 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+PAIRED: dict = {"step": None, "samples": []}
+"""With --inline-anchor: an anchor step timed after each timed repetition, in the same process."""
+
+
 def _timed(fn, warmup: int, reps: int) -> list[float]:
+    pair = PAIRED["step"]
     for _ in range(warmup):
         fn()
+    if pair is not None:
+        pair()  # warm-up
     out = []
     for _ in range(reps):
         tick = time.perf_counter()
         fn()
         out.append(time.perf_counter() - tick)
+        if pair is not None:
+            tick = time.perf_counter()
+            pair()
+            PAIRED["samples"].append(time.perf_counter() - tick)
     return out
 
 
-def anchor(group: dict, batch: int) -> dict:
-    """Plain training step of the same network: forward, backward, SGD; no augmentation."""
+def _anchor_step(width: int, batch: int):
+    """A bare forward/backward/SGD step of the ConvNet on `batch` random images."""
     import torch.nn.functional as F
 
     from ltdd.models import create_model
 
     g = torch.Generator().manual_seed(0)
-    model = create_model("convnet", CLASSES, SHAPE, seed=0, width=group["width"])
+    model = create_model("convnet", CLASSES, SHAPE, seed=0, width=width)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x, y = torch.randn(batch, *SHAPE, generator=g), torch.randint(0, CLASSES, (batch,))
 
@@ -90,7 +101,12 @@ def anchor(group: dict, batch: int) -> dict:
         loss.backward()
         opt.step()
 
-    times = _timed(step, 1, 2)
+    return step
+
+
+def anchor(group: dict, batch: int) -> dict:
+    """Plain training step of the same network: forward, backward, SGD; no augmentation."""
+    times = _timed(_anchor_step(group["width"], batch), 1, 2)
     return {"samples": times, "scale": 1.0, "measured": "2 steps", "images": batch}
 
 
@@ -222,6 +238,12 @@ STAGES = {
     "distill_iteration": lambda group, variant: distill_iteration(group, variant),
     "evaluate_seed": lambda group, variant: evaluate_seed(group),
 }
+STAGE_BATCH = {
+    "representation_epoch": 256,
+    "classifier_epoch": 256,
+    "distill_iteration": 100,
+    "evaluate_seed": 100,
+}
 UNITS = {
     "anchor_256": "step of 256 images",
     "anchor_100": "step of 100 images",
@@ -245,11 +267,12 @@ def plan(groups: list[str], stages: list[str]) -> list[tuple[str, str, str, str]
     return out
 
 
-def run_one(key: tuple[str, str, str, str], src: str, threads: int) -> dict:
+def run_one(key: tuple[str, str, str, str], src: str, threads: int, inline: bool) -> dict:
     """One measurement in a fresh process with PYTHONPATH `src`."""
-    group, stage, variant, _ = key
+    group, stage, variant, code = key
     env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--one", group, stage, variant, "--threads", str(threads)]
+    cmd += ["--inline-anchor"] if inline and code == "new" else []
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["killed"])[-1][:200]}
@@ -319,6 +342,17 @@ def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: 
             per_image_anchor = anchor_row[0] / batch
             row["anchor_seconds_per_image"] = round(per_image_anchor, 6)
             row["ratio_anchor"] = round(seconds / info["images"] / per_image_anchor, 3)
+        inline = [
+            (statistics.median(r["samples"]) * r["scale"] / r["images"], r["anchor_samples"])
+            for r in samples[group, stage, variant, code]
+            if "anchor_samples" in r
+        ]
+        if inline:
+            batch = STAGE_BATCH[stage]
+            per_image = statistics.median(s for _, a in inline for s in a) / batch
+            row["ratio_anchor_same_process"] = round(
+                statistics.median(t for t, _ in inline) / per_image, 3
+            )
         rows.append(row)
     return {
         "command": "  ".join(
@@ -353,11 +387,14 @@ def write_markdown(result: dict, path: Path) -> None:
         "ratio_anchor = (seconds per image-step of the stage) / (seconds per image of the plain",
         "forward/backward/SGD step of the same network and batch). GSAM stages do two forward/",
         "backward passes per image-step, so 2.0 is their floor; the classifier epoch needs one",
-        "forward per image (no backward through the backbone).",
+        "forward per image (no backward through the backbone). `ratio_anchor same process`",
+        "(runs with --inline-anchor) times an anchor step right after each repetition in the",
+        "same process, so both see the same load; these runs carry an extra model, so their",
+        "peak RSS is not the stage's.",
         "",
         "| stage | settings | s / unit | unit | peak RSS MB | 2742c7a s | ratio_base "
-        "| ratio_official | ratio_anchor | measured |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| ratio_official | ratio_anchor | ratio_anchor same process | measured |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     nan = float("nan")
     for r in result["rows"]:
@@ -365,7 +402,8 @@ def write_markdown(result: dict, path: Path) -> None:
             f"| {r['stage']} | {r['settings']} | {r['seconds']:.2f} | {r['unit']} | "
             f"{r['peak_rss_mb']:.0f} | {r.get('base_seconds', nan):.2f} | "
             f"{r.get('ratio_base', nan):.2f} | {r.get('ratio_official', nan):.2f} | "
-            f"{r.get('ratio_anchor', nan):.2f} | {r['measured']} |"
+            f"{r.get('ratio_anchor', nan):.2f} | {r.get('ratio_anchor_same_process', nan):.2f} | "
+            f"{r['measured']} |"
         )
     anchors = ", ".join(f"{k} {v:.3f}" for k, v in result["anchor"].items())
     lines += ["", f"Anchor seconds per step: {anchors}."]
@@ -392,12 +430,21 @@ def main() -> None:
         default=[],
         help="with --report-only: results/NAME.partial.json files whose stages replace these",
     )
+    parser.add_argument(
+        "--inline-anchor",
+        action="store_true",
+        help="this checkout's workers also time an anchor step after each repetition",
+    )
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         torch.set_num_threads(args.threads)
         group, stage, variant = args.one
+        if args.inline_anchor and not stage.startswith("anchor"):
+            PAIRED["step"] = _anchor_step(GROUPS[group]["width"], STAGE_BATCH[stage])
         result = STAGES[stage](GROUPS[group], variant)
+        if PAIRED["samples"]:
+            result["anchor_samples"] = PAIRED["samples"]
         print(json.dumps({**result, "peak_rss_mb": _peak_mb(), "loadavg": _loadavg()}))
         return
     new_src = str((args.new_src or Path(__file__).resolve().parent.parent / "src").resolve())
@@ -421,7 +468,7 @@ def main() -> None:
         ]
         for key in todo:
             src = str(args.base_src.resolve()) if key[3] == "base" else new_src
-            result = run_one(key, src, args.threads)
+            result = run_one(key, src, args.threads, args.inline_anchor)
             samples.setdefault(key, []).append(result)
             print(round_, key, json.dumps(result)[:160], flush=True)
             flat = [{"key": list(k), "result": r} for k, rs in samples.items() for r in rs]
