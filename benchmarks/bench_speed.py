@@ -355,9 +355,7 @@ def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: 
             )
         rows.append(row)
     return {
-        "command": "  ".join(
-            ["", ".venv/bin/python", "benchmarks/bench_speed.py", *sys.argv[1:]]
-        ).strip(),
+        "command": " ".join([".venv/bin/python", "benchmarks/bench_speed.py", *sys.argv[1:]]),
         "machine": machine_line,
         "date": time.strftime("%Y-%m-%d"),
         "load": load,
