@@ -183,7 +183,7 @@ def test_missing_experts_and_short_trajectories_are_user_errors(data, experts, t
     "key,value,message",
     [
         ("ipc", 0, "ipc must be >= 1"),
-        ("gradient", "exact", "gradient must be one of tesla, unrolled"),
+        ("gradient", "exact", "gradient must be one of tesla, tesla_fd, unrolled"),
         ("fill", "copy", "fill must be one of duplicate, duplicate_jitter, noise"),
         ("lr_img", -1, "lr_img must be > 0"),
         ("threshold", 0, "threshold must be > 0"),

@@ -19,6 +19,8 @@ from ltdd.distill.matching import (
     unrolled_gradients,
 )
 from ltdd.distill.student import Student
+from ltdd.errors import UserError
+from ltdd.models import ParamLayout, create_model
 
 C, IPC = 4, 2
 N_IMG = C * IPC
@@ -203,7 +205,7 @@ def test_classifier_phase_equals_masked_full_computation(mode):
         (ours.lr, over_all.lr),
     ]:
         close(x, y)
-    oracle = surrogate if mode == "tesla" else masked_unrolled
+    oracle = surrogate if mode.startswith("tesla") else masked_unrolled
     ref = dict(
         forward=forward,
         loss_fn=loss_fn,
@@ -253,3 +255,38 @@ def test_matching_loss_is_normalised_distance():
     final = torch.tensor([0.5, 1.0, 100.0])
     mask = torch.tensor([True, True, False])
     assert matching_loss(final, start, target, mask) == pytest.approx((0.25 + 1.0) / 5.0)
+
+
+@pytest.mark.parametrize("group", ["backbone", "all"])
+def test_tesla_fd_agrees_with_exact_tesla(group):
+    """The finite-difference pass 2 equals the double-backward one up to O(step^2) (float64)."""
+    layout, forward, images, labels, lr, start, target = problem(15)
+    match = torch.ones(layout.num_params, dtype=bool) if group == "all" else layout.mask(group)
+    steps = dsa_steps(N_IMG, 4, 3, seed=16)
+    args = (forward, loss_for("prior_weighted_soft_ce"), images, labels, lr, start, target)
+    exact = GRADIENT_MODES.get("tesla")(*args, steps, match)
+    fd = GRADIENT_MODES.get("tesla_fd")(*args, steps, match)
+    close(fd.loss, exact.loss)
+    close(fd.lr, exact.lr)
+    close(fd.images, exact.images, 1e-5)
+    close(fd.labels, exact.labels, 1e-5)
+    assert exact.images.abs().max() > 1e-3  # not vacuous
+
+
+def test_tesla_fd_rejects_max_pooling():
+    model = create_model("convnet", C, (1, 8, 8), seed=0, width=4, depth=1, pool="max")
+    layout = ParamLayout.from_module(model)
+    start = layout.flatten(model)
+    images, labels = torch.randn(N_IMG, 1, 8, 8), torch.randn(N_IMG, C)
+    with pytest.raises(UserError, match="MaxPool2d"):
+        GRADIENT_MODES.get("tesla_fd")(
+            Student(model, layout).forward,
+            loss_for("soft_ce"),
+            images,
+            labels,
+            torch.tensor(0.1),
+            start,
+            start + 0.01,
+            dsa_steps(N_IMG, 4, 1, seed=3),
+            layout.mask("backbone"),
+        )

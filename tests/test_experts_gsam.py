@@ -64,12 +64,13 @@ def reference_steps(model, params, x, y, cfg, steps):
         {"kind": "classifier", "momentum": 0.9, "weight_decay": 1e-3, "rho": 0.5},
     ],
 )
-def test_engine_step_matches_per_tensor_reference(overrides):
+@pytest.mark.parametrize("k", [1, 2])  # K = 1: plain autograd; K = 2: vmap
+def test_engine_step_matches_per_tensor_reference(overrides, k):
     cfg = tiny_config(**overrides).resolved()
     engine = Engine(cfg, 3, SHAPE, torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)
-    k, batch, steps = 2, 12, 3
-    w0 = torch.stack([engine.init_params(s) for s in (11, 12)])
+    batch, steps = 12, 3
+    w0 = torch.stack([engine.init_params(s) for s in (11, 12)[:k]])
     x = torch.randn(k, batch, *SHAPE, generator=gen)
     y = torch.randint(0, 3, (k, batch), generator=gen)
     frozen, w = w0[:, : engine.start], w0[:, engine.start :]
