@@ -31,6 +31,7 @@ from ltdd.distill import distill
 from ltdd.distill.diagnostics import read_metrics, summarize
 from ltdd.distill.engine import METRICS
 from ltdd.distill.methods import METHODS
+from ltdd.errors import UserError
 from ltdd.experts import TrajectoryStore
 from ltdd.io import load_tensors, write_json, write_text
 from ltdd.pipeline.config import RunConfig
@@ -250,8 +251,17 @@ def main() -> None:
                 write_text(args.write_config, yaml.safe_dump({args.method: section}))
         write_results(args, study, records, best)
 
-    remaining = max(0, args.trials - len(study.trials))
-    study.optimize(objective, n_trials=remaining, timeout=args.timeout, callbacks=[record_all])
+    waiting = optuna.trial.TrialState.WAITING
+    started = [t for t in study.trials if t.state != waiting]
+    remaining = max(0, args.trials - len(started))
+    # a diverged distillation (UserError) is a failed trial, not the end of the search
+    study.optimize(
+        objective,
+        n_trials=remaining,
+        timeout=args.timeout,
+        callbacks=[record_all],
+        catch=(UserError,),
+    )
     record_all(study)
 
 
