@@ -61,23 +61,37 @@ def balanced(model, images, labels, data) -> float:
     return float(report["accuracy"])
 
 
+def expert_model(store: TrajectoryStore, spec: dict, data: LongTailedData, e: int, epoch: int):
+    overrides = {k: v for k, v in spec.items() if k != "name" and v is not None}
+    flat = store.snapshot(e, epoch)
+    return model_from_flat(
+        spec["name"], data.num_classes, data.image_shape, flat, **overrides
+    ).eval()
+
+
 def expert_curves(store: TrajectoryStore, spec: dict, data: LongTailedData) -> dict:
-    """Per expert and kept epoch: balanced accuracy on validation and test."""
-    out = {"epochs": store.epochs, "val": [], "test": []}
-    name = spec.pop("name")
-    overrides = {k: v for k, v in spec.items() if v is not None}
-    for e in range(store.num_experts):
-        val, test = [], []
-        for epoch in store.epochs:
-            flat = store.snapshot(e, epoch)
-            model = model_from_flat(
-                name, data.num_classes, data.image_shape, flat, **overrides
-            ).eval()
-            val.append(balanced(model, data.val_images, data.val_labels, data))
-            test.append(balanced(model, data.test_images, data.test_labels, data))
-        out["val"].append(val)
-        out["test"].append(test)
-    return out
+    """Per expert: balanced validation accuracy at every kept epoch; balanced test accuracy at
+    the epoch with the best mean validation accuracy only (the test set chooses nothing)."""
+    val = [
+        [
+            balanced(
+                expert_model(store, spec, data, e, epoch), data.val_images, data.val_labels, data
+            )
+            for epoch in store.epochs
+        ]
+        for e in range(store.num_experts)
+    ]
+    best = int(np.argmax(np.mean(val, axis=0)))
+    test = [
+        balanced(
+            expert_model(store, spec, data, e, store.epochs[best]),
+            data.test_images,
+            data.test_labels,
+            data,
+        )
+        for e in range(store.num_experts)
+    ]
+    return {"epochs": store.epochs, "val": val, "best": best, "test": test}
 
 
 def summary(values: list[float]) -> dict:
@@ -87,10 +101,11 @@ def summary(values: list[float]) -> dict:
 
 def set_rows(run_dir: Path, cfg: RunConfig, label: str | None = None) -> list[dict]:
     rows = []
-    for method in cfg.methods:
+    # every evaluated method (several `ltdd run` calls may have shared the directory)
+    order = ["random", "herding", "kcenter", "mtt", "datm", "ltdd"]
+    found = [m for m in order if (run_dir / "eval" / f"{m}.json").is_file()]
+    for method in found:
         path = run_dir / "eval" / f"{method}.json"
-        if not path.is_file():
-            continue
         ev = read_json(path)
         acc = ev["balanced"]["accuracy"]
         row = {
@@ -131,22 +146,23 @@ def full_rows(run_dir: Path, cfg: RunConfig, data: LongTailedData, lines: list[s
     }
     base = {"dataset": cfg.data.dataset, "beta": cfg.data.imbalance_factor, "ipc": None}
     rep = TrajectoryStore(run_dir / "experts" / "representation")
-    curves = expert_curves(rep, dict(spec), data)
+    curves = expert_curves(rep, spec, data)
     mean_val = np.mean(curves["val"], axis=0)
-    best = int(np.argmax(mean_val))
+    best = curves["best"]
     epoch = curves["epochs"][best]
     lines += [
         f"### Representation experts (= full-data training), β = {cfg.data.imbalance_factor:g}",
         "",
         "Balanced accuracy (%) on the validation split carved from the training set after "
-        "each epoch (mean over experts), and on the test set (shown, not used to choose).",
+        "each epoch (mean over experts; the test set is read only at the chosen epoch).",
         "",
         "| epoch | " + " | ".join(str(e) for e in curves["epochs"]) + " |",
         "|---|" + "---:|" * len(curves["epochs"]),
         "| validation | " + " | ".join(f"{100 * v:.1f}" for v in mean_val) + " |",
-        "| test | " + " | ".join(f"{100 * v:.1f}" for v in np.mean(curves["test"], axis=0)) + " |",
         "",
-        f"Epoch chosen on validation: {epoch}.",
+        f"Epoch chosen on validation: {epoch}; balanced test accuracy there: "
+        + ", ".join(f"{100 * t:.1f}" for t in curves["test"])
+        + " (per expert).",
         "",
     ]
     rows.append(
@@ -155,7 +171,7 @@ def full_rows(run_dir: Path, cfg: RunConfig, data: LongTailedData, lines: list[s
             "method": "full (experts)",
             "protocol": f"representation experts: whole LT training set, epoch {epoch} of "
             f"{rep.num_epochs} chosen on validation; one run per expert",
-            "balanced_accuracy": summary([100 * t[best] for t in curves["test"]]),
+            "balanced_accuracy": summary([100 * t for t in curves["test"]]),
             "epochs_chosen_on_validation": epoch,
             "validation_per_epoch": curves["val"],
         }
@@ -163,23 +179,23 @@ def full_rows(run_dir: Path, cfg: RunConfig, data: LongTailedData, lines: list[s
     cls_dir = run_dir / "experts" / "classifier"
     if (cls_dir / "manifest.json").is_file():
         cls = TrajectoryStore(cls_dir)
-        ccurves = expert_curves(cls, dict(spec), data)
-        groups = []
+        reports = []
         for e in range(cls.num_experts):
-            model = model_from_flat(
-                spec["name"],
-                data.num_classes,
-                data.image_shape,
-                cls.snapshot(e, cls.epochs[-1]),
-                **{k: v for k, v in spec.items() if k != "name" and v is not None},
-            ).eval()
-            report = classification_report(
-                data.test_labels.numpy(),
-                predict(model, data.test_images),
-                data.num_classes,
-                data.train_counts,
+            model = expert_model(cls, spec, data, e, cls.epochs[-1])
+            reports.append(
+                {
+                    "val": balanced(model, data.val_images, data.val_labels, data),
+                    "test": classification_report(
+                        data.test_labels.numpy(),
+                        predict(model, data.test_images),
+                        data.num_classes,
+                        data.train_counts,
+                    ),
+                }
             )
-            groups.append({g: report["groups"][g]["accuracy"] for g in ("head", "tail")})
+        groups = [
+            {g: r["test"]["groups"][g]["accuracy"] for g in ("head", "tail")} for r in reports
+        ]
         lines += [
             "### Classifier experts (cRT: classifier retrained on class-balanced batches)",
             "",
@@ -188,8 +204,9 @@ def full_rows(run_dir: Path, cfg: RunConfig, data: LongTailedData, lines: list[s
         ]
         for e in range(cls.num_experts):
             lines.append(
-                f"| {e} | {100 * ccurves['val'][e][-1]:.1f} | {100 * ccurves['test'][e][-1]:.1f}"
-                f" | {100 * groups[e]['head']:.1f} | {100 * groups[e]['tail']:.1f} |"
+                f"| {e} | {100 * reports[e]['val']:.1f} | "
+                f"{100 * reports[e]['test']['accuracy']:.1f} | "
+                f"{100 * groups[e]['head']:.1f} | {100 * groups[e]['tail']:.1f} |"
             )
         lines.append("")
         rows.append(
@@ -199,7 +216,7 @@ def full_rows(run_dir: Path, cfg: RunConfig, data: LongTailedData, lines: list[s
                 "protocol": "classifier experts: the representation experts' classifier "
                 f"retrained {cls.num_epochs} epoch(s) on class-balanced re-sampled batches; "
                 "final epoch; one run per expert",
-                "balanced_accuracy": summary([100 * t[-1] for t in ccurves["test"]]),
+                "balanced_accuracy": summary([100 * r["test"]["accuracy"] for r in reports]),
                 "head_tail_accuracy": groups,
             }
         )
