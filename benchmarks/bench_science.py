@@ -252,13 +252,13 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", type=Path, required=True)
     parser.add_argument("--ablation", action="append", default=[], help="LABEL=RUN_DIR")
     parser.add_argument("--name", default="science")
-    parser.add_argument("--note", default="", help="a paragraph added under the header")
+    parser.add_argument("--note-file", type=Path, help="markdown added under the header")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ablations = [a.split("=", 1) for a in args.ablation]
     lines = [header("LTDD against real-image selection on Fashion-MNIST-LT (issue 9)")]
-    if args.note:
-        lines += ["", args.note]
+    if args.note_file:
+        lines += ["", args.note_file.read_text().strip()]
     all_rows, expert_lines = [], []
     for cell in args.cells:
         cfg = cell_config(cell)

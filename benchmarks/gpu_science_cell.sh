@@ -23,8 +23,10 @@ timeout "$TOTAL" python3 -m ltdd run --config configs/run/fmnist-lt-gpu.yaml --d
   "runs_dir=$RUNS" "name=$NAME" "data.imbalance_factor=$BETA" "ipc=$IPC" "${ROOT[@]}" \
   2>&1 | tee "$RUNS/$NAME.log"
 echo "cell wall: $(( $(date +%s) - start )) s"
-python3 benchmarks/bench_science.py --cells "$RUNS/$NAME" --name science-gpu \
-  --note "GPU profile configs/run/fmnist-lt-gpu.yaml, one cell, $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+echo "GPU profile configs/run/fmnist-lt-gpu.yaml, one cell on $(nvidia-smi --query-gpu=name \
+  --format=csv,noheader 2>/dev/null | head -1)" > "$RUNS/$NAME.note.md"
+(cd benchmarks && python3 bench_science.py --cells "../$RUNS/$NAME" --name science-gpu \
+  --note-file "../$RUNS/$NAME.note.md")
 if [ -n "${OUT:-}" ]; then
   tar czf "$OUT/science-gpu.tgz" benchmarks/results/science-gpu.* "$RUNS/$NAME.log" \
     $(cd "$RUNS/$NAME" && find . -name '*.json' -o -name '*.yaml' -o -name '*.jsonl' | sed "s|^\.|$RUNS/$NAME|")
