@@ -25,6 +25,7 @@ Run: `.venv/bin/python benchmarks/bench_science.py --cells runs/b100-ipc10 [...]
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,14 @@ from ltdd.pipeline.config import RunConfig
 from ltdd.select import model_from_flat
 
 from common import RESULTS, header
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rel(path: Path) -> str:
+    """`path` relative to the repository root (as results files name paths)."""
+    return os.path.relpath(Path(path).resolve(), ROOT)
+
 
 SET_PROTOCOL = "sets: fresh ConvNet per seed trained on the set alone, final epoch, balanced test"
 
@@ -118,7 +127,7 @@ def set_rows(run_dir: Path, cfg: RunConfig, label: str | None = None) -> list[di
                 k: (100 * v if k != "runs" else [100 * x for x in v]) for k, v in acc.items()
             },
             "tail_accuracy": 100 * ev["balanced"]["groups"]["tail"]["accuracy"]["mean"],
-            "run_dir": str(run_dir),
+            "run_dir": rel(run_dir),
         }
         init = run_dir / "eval" / "init" / f"{method}.json"
         if init.is_file():
@@ -271,7 +280,7 @@ def main() -> None:
         all_rows += rows
         lines += [
             "",
-            f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc} (`{cell}`)",
+            f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc} (`{rel(cell)}`)",
             "",
             "Balanced test accuracy in % (mean ± population std over evaluation seeds, number "
             "of runs in brackets); gain = final set minus its iteration-0 set, per seed paired "
