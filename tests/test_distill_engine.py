@@ -211,8 +211,10 @@ def test_validation_accuracy_is_logged_from_the_validation_split(data, experts, 
     cfg = config("mtt", iterations=2, eval_every=2, eval_epochs=1)
     distill(cfg, with_val, experts, tmp_path, progress=False)
     lines = [json.loads(x) for x in (tmp_path / METRICS).read_text().splitlines()]
-    assert "val_balanced_accuracy" not in lines[0]
-    assert 0.0 <= lines[1]["val_balanced_accuracy"] <= 1.0
+    assert [r["iteration"] for r in lines] == [0, 1, 2]  # iteration 0: the initial set
+    assert 0.0 <= lines[0]["val_balanced_accuracy"] <= 1.0
+    assert "val_balanced_accuracy" not in lines[1]
+    assert 0.0 <= lines[2]["val_balanced_accuracy"] <= 1.0
 
 
 def test_image_init_override(data, experts, tmp_path):

@@ -58,3 +58,29 @@ def test_named_losses():
     assert set(INNER_LOSSES.names()) == {"ce", "soft_ce", "prior_weighted_soft_ce"}
     with pytest.raises(UserError, match="unknown inner loss 'dam'; known: ce, prior_weighted"):
         inner_loss("dam", [1, 1])
+
+
+def test_mean_normalised_dam_weights_are_c_times_the_prior():
+    counts = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]  # Fashion-MNIST beta 100
+    w = class_prior(counts, "mean")
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-12)
+    by_hand = torch.tensor([10 * n / sum(counts) for n in counts], dtype=torch.float64)
+    assert torch.allclose(w, by_hand)
+    with pytest.raises(ValueError, match="normalise"):
+        class_prior(counts, "max")
+
+
+def test_mean_normalised_dam_loss_and_gradient_are_c_times_the_official():
+    counts = [8, 4, 2, 1]
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(5, 4, generator=g, requires_grad=True)
+    target = torch.randn(5, 4, generator=g)
+    official = inner_loss("prior_weighted_soft_ce", counts)(logits, target)
+    mean_one = inner_loss("prior_weighted_soft_ce", counts, "mean")(logits, target)
+    assert float(mean_one.detach()) == pytest.approx(4 * float(official.detach()), rel=1e-6)
+    (g_official,) = torch.autograd.grad(official, logits)
+    (g_mean,) = torch.autograd.grad(mean_one, logits)
+    assert torch.allclose(g_mean, 4 * g_official, atol=1e-6)
+    # uniform counts with mean-1 weights: exactly the plain soft CE
+    uniform = inner_loss("prior_weighted_soft_ce", [3, 3, 3, 3], "mean")(logits, target)
+    assert float(uniform) == pytest.approx(float(soft_ce(logits, target)), rel=1e-6)

@@ -48,11 +48,16 @@ def test_a_changed_key_recomputes_exactly_the_stages_that_depend_on_it(tmp_path)
     evals = {s for s in everything if s.startswith("eval/")}
     assert computed(run(tmp_path, "evaluate.train.epochs=1")) == evals
     ltdd = run(tmp_path, "evaluate.train.epochs=1", "distill.ltdd.lr_img=50")
-    assert computed(ltdd) == {"set/ltdd", "eval/ltdd"}
+    assert computed(ltdd) == {"set/ltdd", "eval/ltdd", "eval/init/ltdd"}
     classifier = run(
         tmp_path, "evaluate.train.epochs=1", "distill.ltdd.lr_img=50", "experts.classifier.lr=0.02"
     )
-    assert computed(classifier) == {"experts/classifier", "set/ltdd", "eval/ltdd"}
+    assert computed(classifier) == {
+        "experts/classifier",
+        "set/ltdd",
+        "eval/ltdd",
+        "eval/init/ltdd",
+    }
     herding = run(
         tmp_path,
         "evaluate.train.epochs=1",
@@ -92,3 +97,32 @@ def test_report_numbers_equal_the_json_they_came_from(tmp_path):
     assert torch.equal(ltdd_set.classes, torch.arange(10).repeat_interleave(2))
     for figure in ("classwise.png", "images.png", "losses.png"):
         assert (r.dir / "report" / figure).stat().st_size > 1000
+
+
+def test_gain_diagnostics_and_balanced_full_row(tmp_path):
+    """The iteration-0 set is evaluated with the same seeds; the gain is the per-seed paired
+    difference; the report shows it; `full_balanced` trains on class-balanced re-sampling."""
+    from ltdd.evaluate.gain import distillation_gain
+
+    torch.set_num_threads(1)
+    r = run(
+        tmp_path,
+        "methods=[random, ltdd]",
+        "evaluate.ddranking=false",
+        "evaluate.full_balanced=true",
+        "evaluate.full_balanced_epochs=1",
+    )
+    final = json.loads((r.dir / "eval" / "ltdd.json").read_text())["balanced"]["accuracy"]
+    init = json.loads((r.dir / "eval" / "init" / "ltdd.json").read_text())
+    assert init["iteration"] == 0
+    expected = distillation_gain(final["runs"], init["balanced"]["accuracy"]["runs"])
+    assert init["distillation_gain"] == expected
+    assert not (r.dir / "eval" / "init" / "random.json").exists()
+    balanced = json.loads((r.dir / "eval" / "full_balanced.json").read_text())
+    assert balanced["method"] == "full_balanced"
+    assert balanced["settings"]["num_images"] == 10 * max(r.data.train_counts)
+    report = (r.dir / "report" / "report.md").read_text()
+    assert "## Distillation diagnostics" in report
+    section = report.split("## Distillation diagnostics")[1]
+    line = next(x for x in section.splitlines() if x.startswith("| ltdd |"))
+    assert f"{expected['mean']:+.1f} ± {expected['std']:.1f}" in line

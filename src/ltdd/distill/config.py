@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ltdd.data.augment import DSAConfig
 from ltdd.distill.init import FILL_POLICIES
+from ltdd.distill.losses import DAM_WEIGHTS
 from ltdd.distill.matching import GRADIENT_MODES
 from ltdd.distill.methods import IMAGE_INITS
 from ltdd.errors import UserError
@@ -27,6 +28,8 @@ class PhaseConfig:
     sequential_generation: bool = False
     expansion_end_epoch: int = field(default=2000, metadata={"ge": 1})
     weight: float = field(default=1.0, metadata={"ge": 0})
+    lr_init: float | None = field(default=None, metadata={"gt": 0})
+    """This phase's initial alpha with `lr_per_phase` (None: the config's `lr_init`)."""
 
 
 def _classifier_phase() -> PhaseConfig:
@@ -40,7 +43,12 @@ def _classifier_phase() -> PhaseConfig:
 class DistillConfig:
     """Trajectory-matching distillation (`ltdd distill`). Learning rates as the reference (§5.5).
 
-    `gradient` and `image_init` left as None take the method's default.
+    `gradient` and `image_init` left as None take the method's default. Three options depart
+    from the official code when changed from their defaults (which are the official behaviour):
+    - `dam_weights: mean` normalises DAM's class weights to mean 1 (official: sum 1);
+    - `lr_per_phase: true` learns one alpha per phase, each from its phase's `lr_init` (official:
+      one alpha shared by every phase); the set's evaluation learning rate is phase 1's alpha;
+    - `lr_img_reference_ipc: K > 0` scales `lr_img` by IPC / K (official: `lr_img` as given).
     """
 
     method: str = "ltdd"
@@ -54,6 +62,9 @@ class DistillConfig:
     lr_label: float = field(default=2.0, metadata={"gt": 0})
     lr_lr: float = field(default=1e-5, metadata={"ge": 0})
     lr_init: float = field(default=0.01, metadata={"gt": 0})
+    lr_per_phase: bool = False
+    lr_img_reference_ipc: int = field(default=0, metadata={"ge": 0})
+    dam_weights: str = field(default="sum", metadata={"choices": DAM_WEIGHTS})
     fill: str = field(default="duplicate", metadata={"choices": tuple(FILL_POLICIES.names())})
     jitter: float = field(default=0.1, metadata={"ge": 0})
     threshold: float | None = field(default=None, metadata={"gt": 0})
@@ -72,6 +83,13 @@ class DistillConfig:
     def model_overrides(self) -> dict:
         """Keyword overrides for `create_model` (None keeps the model's default)."""
         return {"width": self.width, "depth": self.depth, "norm": self.norm}
+
+    @property
+    def image_lr(self) -> float:
+        """The images' learning rate: `lr_img`, times IPC / `lr_img_reference_ipc` when set."""
+        if self.lr_img_reference_ipc:
+            return self.lr_img * self.ipc / self.lr_img_reference_ipc
+        return self.lr_img
 
     def phase(self, index: int) -> PhaseConfig:
         """The section of the method's phase `index` (0-based): `phase1`, `phase2`."""

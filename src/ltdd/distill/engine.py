@@ -5,9 +5,14 @@ a start epoch and the inner-step batches with their DSA draws, compute the phase
 (`matching.GRADIENT_MODES`), combine them with the phase weights lambda, and step the three SGD
 optimisers (images momentum 0.5, soft-label logits 0.9, learning rate alpha 0.5; reference §5.5).
 
-Files in `out_dir`: `checkpoint.safetensors` (every `checkpoint_every` iterations, atomic; holds
-the optimiser and generator states, expert cursors and iteration, so a resumed run equals an
-uninterrupted one), `metrics.jsonl` (one line per iteration) and the final `distilled.safetensors`.
+Files in `out_dir`: `initial.safetensors` (the iteration-0 set, in the distilled-set format, so
+the distillation gain can be measured), `checkpoint.safetensors` (every `checkpoint_every`
+iterations, atomic; holds the optimiser and generator states, expert cursors and iteration, so a
+resumed run equals an uninterrupted one), `metrics.jsonl` (one line per iteration, with the
+diagnostics of `ltdd.distill.diagnostics`) and the final `distilled.safetensors`.
+
+With `lr_per_phase`, alpha is a vector with one entry per phase (phase i's student uses entry
+i); otherwise a scalar shared by every phase (the reference).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ IMAGE_MOMENTUM = 0.5
 LABEL_MOMENTUM = 0.9
 LR_MOMENTUM = 0.5
 CHECKPOINT = "checkpoint.safetensors"
+INITIAL = "initial.safetensors"
 METRICS = "metrics.jsonl"
 DISTILLED = "distilled.safetensors"
 _LEARNED = ("images", "labels", "lr")
@@ -165,7 +171,7 @@ def plan_phases(
                 spec=spec,
                 cfg=phase_cfg,
                 source=experts[spec.experts],
-                loss_fn=inner_loss(spec.inner_loss, counts),
+                loss_fn=inner_loss(spec.inner_loss, counts, cfg.dam_weights),
                 match=student.mask(spec.match).to(device),
                 free_start=student.free_start(spec.update),
             )
@@ -227,9 +233,13 @@ def initial_state(
         record["label_init"] = f"mean logits of the correct {method.init_experts} experts"
     images = images.to(device).requires_grad_()
     labels = labels.to(device)
-    lr = torch.tensor(cfg.lr_init, device=device).requires_grad_()
+    if cfg.lr_per_phase:
+        alphas = [p.cfg.lr_init if p.cfg.lr_init is not None else cfg.lr_init for p in plans]
+        lr = torch.tensor(alphas, device=device).requires_grad_()
+    else:
+        lr = torch.tensor(cfg.lr_init, device=device).requires_grad_()
     optimizers = {
-        "images": torch.optim.SGD([images], lr=cfg.lr_img, momentum=IMAGE_MOMENTUM),
+        "images": torch.optim.SGD([images], lr=cfg.image_lr, momentum=IMAGE_MOMENTUM),
         "lr": torch.optim.SGD([lr], lr=cfg.lr_lr, momentum=LR_MOMENTUM),
     }
     if method.label_kind == "soft":
@@ -270,6 +280,7 @@ def run_phase(
     gradient: str,
     cursor: ExpertCursor,
     generator: torch.Generator,
+    lr: Tensor,
 ) -> tuple[PhaseGradients, int, int]:
     """Draw the expert, start epoch and steps of one phase and compute its gradients."""
     expert = cursor.next(generator)
@@ -290,7 +301,7 @@ def run_phase(
         plan.loss_fn,
         state.images,
         state.labels,
-        state.lr,
+        lr,
         start,
         target,
         _steps(state, cfg, plan, generator),
@@ -321,19 +332,23 @@ def outer_step(
 ) -> dict:
     """One outer iteration; returns its metrics. Raises `Diverged` naming what is not finite."""
     combined = {"images": 0.0, "labels": 0.0, "lr": 0.0}
-    losses, experts, starts = [], [], []
-    for plan, cursor, generator in zip(plans, state.cursors, state.generators, strict=True):
+    losses, raw, experts, starts, lr_grads = [], [], [], [], []
+    for i, (plan, cursor, generator) in enumerate(
+        zip(plans, state.cursors, state.generators, strict=True)
+    ):
         grads, expert, start_epoch = run_phase(
-            state, cfg, plan, student, gradient, cursor, generator
+            state, cfg, plan, student, gradient, cursor, generator, phase_lr(state.lr, i)
         )
         weight = plan.cfg.weight
         losses.append(weight * float(grads.loss))
+        raw.append(float(grads.loss))
         experts.append(expert)
         starts.append(start_epoch)
         combined["images"] = combined["images"] + weight * grads.images
-        combined["lr"] = combined["lr"] + weight * grads.lr
+        lr_grads.append(weight * grads.lr)
         if grads.labels is not None:
             combined["labels"] = combined["labels"] + weight * grads.labels
+    combined["lr"] = torch.stack(lr_grads) if state.lr.dim() else sum(lr_grads)
     total = sum(losses)
     if not np.isfinite(total):
         raise Diverged(f"matching loss is {total}")
@@ -350,18 +365,32 @@ def outer_step(
     for name in state.optimizers:
         if not torch.isfinite(getattr(state, name)).all():
             raise Diverged(f"the {name} are not finite after the update")
-    if float(state.lr.detach()) <= 0:
-        raise Diverged(f"the learned learning rate became {float(state.lr.detach()):.3g} <= 0")
+    if float(state.lr.detach().min()) <= 0:
+        raise Diverged(
+            f"the learned learning rate became {float(state.lr.detach().min()):.3g} <= 0"
+        )
     state.iteration += 1
     return {
         "iteration": state.iteration,
         "loss": total,
         "phase_losses": losses,
+        "phase_matching_losses": raw,
         "experts": experts,
         "start_epochs": starts,
-        "lr": float(state.lr.detach()),
+        "lr": eval_lr(state),
+        "phase_lr": [float(phase_lr(state.lr, i).detach()) for i in range(len(plans))],
         "updated": updated,
     }
+
+
+def phase_lr(lr: Tensor, index: int) -> Tensor:
+    """Phase `index`'s alpha: entry `index` of a per-phase alpha vector, else the shared one."""
+    return lr[index] if lr.dim() else lr
+
+
+def eval_lr(state: State) -> float:
+    """The set's evaluation learning rate: the shared alpha, or phase 1's with `lr_per_phase`."""
+    return float(phase_lr(state.lr, 0).detach())
 
 
 def _momentum(opt: torch.optim.SGD) -> Tensor | None:
@@ -439,7 +468,7 @@ def _validation_accuracy(
     model = train_network(
         state.images.detach(),
         state.labels.detach(),
-        float(state.lr.detach()),
+        eval_lr(state),
         data.num_classes,
         train_cfg,
         seed=derive_seed(cfg.seed, 2),
@@ -500,11 +529,13 @@ def distill(
     progress: bool = True,
     device: torch.device | str = "cpu",
     meta: dict | None = None,
+    on_record: Callable[[dict], None] | None = None,
 ) -> Path:
     """Distil `data` with `cfg.method`; resume from `out_dir`'s checkpoint; return the set's path.
 
     `meta` is merged into the distilled-set metadata. NaN/inf anywhere, or a learning rate
-    <= 0, stops with a UserError and keeps the last good checkpoint.
+    <= 0, stops with a UserError and keeps the last good checkpoint. `on_record` is called with
+    every metrics record once it is written (a tuner may raise from it to stop the run).
     """
     device = torch.device(device)
     out_dir = Path(out_dir)
@@ -518,6 +549,10 @@ def distill(
     student = build_student(cfg, data, device)
     plans = plan_phases(method, cfg, experts, student, data.train_counts, device)
     state = initial_state(cfg, method, data, experts, student, plans, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / INITIAL).exists():
+        save_set(out_dir / INITIAL, state, cfg, method, gradient, data, meta)
+    start_images = state.images.detach().clone()
     ckpt_path, metrics_path = out_dir / CHECKPOINT, out_dir / METRICS
     saved: int | None = None
     if ckpt_path.exists():
@@ -525,6 +560,12 @@ def distill(
         saved = state.iteration
         log.info("resuming from %s at iteration %d", ckpt_path, saved)
     lines = list(_metrics_lines(metrics_path, state.iteration))
+    if cfg.eval_every and not lines:  # the validation accuracy of the iteration-0 set
+        first = {"iteration": 0, "lr": eval_lr(state)}
+        first["val_balanced_accuracy"] = _validation_accuracy(state, cfg, data, device)
+        lines = [json.dumps(first)]
+        if on_record is not None:
+            on_record(first)
     write_text(metrics_path, "".join(line + "\n" for line in lines))
     bar = tqdm(
         total=cfg.iterations,
@@ -540,19 +581,50 @@ def distill(
             except Diverged as exc:
                 raise _stop(state.iteration + 1, str(exc), out_dir, saved) from None
             record["seconds"] = time.perf_counter() - tick
+            record["image_change"] = image_change(state.images.detach(), start_images, cfg.ipc)
             if cfg.eval_every and state.iteration % cfg.eval_every == 0:
                 record["val_balanced_accuracy"] = _validation_accuracy(state, cfg, data, device)
             metrics_file.write(json.dumps(record) + "\n")
             tracking.log_iteration(cfg.method, record, state.images, data)
             metrics_file.flush()
+            if on_record is not None:
+                on_record(record)
             if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.iterations:
                 save_checkpoint(ckpt_path, state, cfg)
                 saved = state.iteration
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.4g}")
-    classes = torch.arange(data.num_classes).repeat_interleave(cfg.ipc)  # class-contiguous blocks
-    tensors = {"images": state.images, "labels": state.labels, "lr": state.lr, "classes": classes}
-    save_tensors(
-        out_path, tensors, {**distilled_meta(cfg, method, gradient, data, state), **(meta or {})}
-    )
+    save_set(out_path, state, cfg, method, gradient, data, meta)
     return out_path
+
+
+def save_set(
+    path: Path,
+    state: State,
+    cfg: DistillConfig,
+    method: Method,
+    gradient: str,
+    data: LongTailedData,
+    meta: dict | None,
+) -> None:
+    """Write the current set in the distilled-set format (scalar `lr`: `eval_lr`)."""
+    classes = torch.arange(data.num_classes).repeat_interleave(cfg.ipc)  # class-contiguous blocks
+    tensors = {
+        "images": state.images,
+        "labels": state.labels,
+        "lr": torch.tensor(eval_lr(state)),
+        "classes": classes,
+    }
+    extra = {"phase_lr": state.lr.detach().cpu().reshape(-1).tolist()}
+    save_tensors(
+        path,
+        tensors,
+        {**distilled_meta(cfg, method, gradient, data, state), **extra, **(meta or {})},
+    )
+
+
+def image_change(images: Tensor, start: Tensor, ipc: int) -> list[float]:
+    """Per class (class-contiguous blocks of `ipc`), ||X_t - X_0|| / ||X_0|| (Frobenius)."""
+    diff = (images - start).reshape(-1, ipc, *images.shape[1:]).flatten(1)
+    base = start.reshape(-1, ipc, *images.shape[1:]).flatten(1)
+    return (diff.norm(dim=1) / base.norm(dim=1).clamp_min(1e-12)).cpu().tolist()

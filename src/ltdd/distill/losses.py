@@ -19,12 +19,20 @@ from ltdd.registry import Registry
 InnerLoss = Callable[[Tensor, Tensor], Tensor]
 
 INNER_LOSSES: Registry[Callable[[Tensor], InnerLoss]] = Registry("inner loss")
+DAM_WEIGHTS = ("sum", "mean")
+"""How DAM's class weights are normalised: `sum` to 1 (the official code), or `mean` to 1 (C
+times larger, so the phase-1 inner gradient has the scale of a plain soft CE; reference §9 item
+22). The relative weights, and so the direction of every gradient, are the same."""
 
 
-def class_prior(counts: Sequence[int]) -> Tensor:
-    """The real long-tailed class prior w_c = n_c / sum(n) (float64): DAM's weights, sum 1."""
+def class_prior(counts: Sequence[int], normalise: str = "sum") -> Tensor:
+    """DAM's weights w_c proportional to n_c (float64): summing to 1 (`sum`, the real long-tailed
+    class prior n_c / sum(n), official) or with mean 1 (`mean`: C n_c / sum(n))."""
+    if normalise not in DAM_WEIGHTS:
+        raise ValueError(f"normalise must be one of {', '.join(DAM_WEIGHTS)}, got {normalise!r}")
     n = torch.as_tensor(list(counts), dtype=torch.float64)
-    return n / n.sum()
+    prior = n / n.sum()
+    return prior * len(n) if normalise == "mean" else prior
 
 
 def prior_weighted_soft_ce(logits: Tensor, target_logits: Tensor, weights: Tensor) -> Tensor:
@@ -55,6 +63,7 @@ def _prior_weighted(prior: Tensor) -> InnerLoss:
     return loss
 
 
-def inner_loss(name: str, counts: Sequence[int]) -> InnerLoss:
-    """The inner loss `name` for a training set with per-class counts `counts`."""
-    return INNER_LOSSES.get(name)(class_prior(counts))
+def inner_loss(name: str, counts: Sequence[int], dam_weights: str = "sum") -> InnerLoss:
+    """The inner loss `name` for a training set with per-class counts `counts`; `dam_weights`
+    normalises the class weights of the prior-weighted loss (`DAM_WEIGHTS`)."""
+    return INNER_LOSSES.get(name)(class_prior(counts, dam_weights))

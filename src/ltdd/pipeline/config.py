@@ -54,6 +54,13 @@ class RunEvalConfig(EvalConfig):
     full_batch_size: int = field(default=256, metadata={"ge": 1})
     hard_label_lr: float = field(default=0.01, metadata={"gt": 0})
     ddranking: bool = True
+    initial_sets: bool = True
+    """Also evaluate every distillation's iteration-0 set (same protocol and seeds): the base of
+    the distillation gain."""
+    full_balanced: bool = False
+    """Also train on the full long-tailed set with class-balanced re-sampling (every class
+    repeated up to the largest class's count), a second upper bound (`full_balanced`)."""
+    full_balanced_epochs: int = field(default=10, metadata={"ge": 0})
 
 
 @dataclass(frozen=True)

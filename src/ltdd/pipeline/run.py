@@ -22,12 +22,14 @@ from ltdd.config import to_dict
 from ltdd.data.dataset import LongTailedData, prepare_data
 from ltdd.data.preprocess import Preprocessing
 from ltdd.device import resolve_device
-from ltdd.distill.engine import distill
+from ltdd.distill.engine import INITIAL, distill
 from ltdd.distill.init import average_correct_logits
 from ltdd.distill.methods import METHODS
 from ltdd.distilled import DistilledSet, set_metadata
+from ltdd.evaluate.balanced import balanced_indices
 from ltdd.evaluate.ddranking import ddranking_summary
 from ltdd.evaluate.evaluate import evaluate_set
+from ltdd.evaluate.gain import distillation_gain
 from ltdd.experts import TrajectoryStore, train_experts
 from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
@@ -318,43 +320,74 @@ class Run:
         self._stage(f"eval/{tag}", out.with_suffix(".stage.json"), key, compute, [out.name])
         return out
 
+    def evaluate_initial(self, method: str) -> Path | None:
+        """The iteration-0 set of a distillation, evaluated exactly as its final set (same
+        protocol and seeds), into `eval/init/<method>.json`: the base of the distillation gain."""
+        set_path = self.dir / "distill" / method / INITIAL
+        if not set_path.is_file():
+            return None
+        out = self.dir / "eval" / "init" / f"{method}.json"
+        key = stage_hash("eval-init", self.keys[f"set/{method}"], to_dict(self.cfg.evaluate))
+
+        def compute() -> None:
+            initial = DistilledSet.load(set_path)
+            cfg = self._eval_cfg(None, initial.meta.get("model", {}))
+            cfg = dataclasses.replace(cfg, test_profile="balanced")
+            result = evaluate_set(
+                initial.images, initial.labels, initial.lr, self.data, cfg, self.device
+            )
+            final = read_json(self.dir / "eval" / f"{method}.json")
+            result.update(
+                method=method,
+                iteration=0,
+                distillation_gain=distillation_gain(
+                    final["balanced"]["accuracy"]["runs"], result["balanced"]["accuracy"]["runs"]
+                ),
+            )
+            write_json(out, result)
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._stage(f"eval/init/{method}", out.with_suffix(".stage.json"), key, compute, [out.name])
+        return out
+
     def _ddranking(self, arch: str | None) -> bool:
         return self.cfg.evaluate.ddranking and self.cfg.evaluate.full_data and arch is None
 
-    def evaluate_full(self) -> Path:
-        """The upper bound: the whole long-tailed training set, hard labels."""
-        out = self.dir / "eval" / "full.json"
+    def evaluate_full(self, balanced: bool = False) -> Path:
+        """The upper bound: the whole long-tailed training set, hard labels; with `balanced`,
+        every class re-sampled (repeated) up to the largest class's count (`full_balanced`)."""
+        name = "full_balanced" if balanced else "full"
+        out = self.dir / "eval" / f"{name}.json"
         ev = self.cfg.evaluate
         key = stage_hash(
             "eval-full",
             self.keys["data"],
             to_dict(ev),
             self._model_spec(self.cfg.experts.representation),
+            *(["balanced"] if balanced else []),
         )
 
         def compute() -> None:
             spec = self._model_spec(self.cfg.experts.representation)
             train = dataclasses.replace(
                 ev.train,
-                epochs=ev.full_epochs,
+                epochs=ev.full_balanced_epochs if balanced else ev.full_epochs,
                 batch_size=ev.full_batch_size,
                 width=ev.train.width or spec["width"],
             )
             cfg = dataclasses.replace(ev, train=train)
             data = self.data
+            images, labels = data.train_images, data.train_labels
+            if balanced:
+                idx = balanced_indices(labels, data.num_classes)
+                images, labels = images[idx], labels[idx]
             result = evaluate_set(
-                data.train_images,
-                data.train_labels,
-                ev.hard_label_lr,
-                data,
-                cfg,
-                self.device,
-                progress=self.progress,
+                images, labels, ev.hard_label_lr, data, cfg, self.device, progress=self.progress
             )
-            result.update(method="full", arch=train.model, ipc=None, label_kind="hard")
+            result.update(method=name, arch=train.model, ipc=None, label_kind="hard")
             write_json(out, result)
 
-        self._stage("eval/full", out.with_suffix(".stage.json"), key, compute, [out.name])
+        self._stage(f"eval/{name}", out.with_suffix(".stage.json"), key, compute, [out.name])
         return out
 
     def _ddranking_for(self, distilled: DistilledSet, cfg, own: dict) -> dict:
@@ -429,11 +462,15 @@ class Run:
         self.experts()
         if self.cfg.evaluate.full_data:
             self.evaluate_full()
+        if self.cfg.evaluate.full_balanced:
+            self.evaluate_full(balanced=True)
         for method in self.cfg.methods:
             self.make_set(method)
             self.evaluate(method)
             for arch in self.cfg.evaluate.archs:
                 self.evaluate(method, arch)
+            if method not in BASELINES and self.cfg.evaluate.initial_sets:
+                self.evaluate_initial(method)
         write_json(self.dir / "timings.json", self.timings)
         from ltdd.report.build import build_report
 

@@ -12,6 +12,7 @@ from ltdd.distilled import DistilledSet
 from ltdd.errors import UserError
 from ltdd.io import read_json, write_text
 from ltdd.report import figures, tables
+from ltdd.report.diagnostics import diagnostics_section
 from ltdd.schema import NUMBER, DictOf, ListOf, Maybe, check
 
 SET_FILE = "distilled.safetensors"
@@ -197,6 +198,7 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None) -> Path:
             "## Cross-architecture evaluation (balanced accuracy)",
             tables.cross_arch_table(main.evals, main.cross),
         ]
+    sections += diagnostics_section(main.path, list(main.evals))
     if main.timings:
         sections += [
             "## Compute cost (supplementary Table 9)",

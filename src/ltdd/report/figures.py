@@ -91,10 +91,11 @@ def loss_curves_figure(metrics: dict[str, Path], path: Path) -> None:
     ax = fig.subplots()
     for method, file in metrics.items():
         rows = [json.loads(line) for line in file.read_text().splitlines() if line]
+        rows = [r for r in rows if "phase_losses" in r]  # iteration 0 holds validation only
         if not rows:
             continue
         its = [r["iteration"] for r in rows]
-        phases = len(rows[0].get("phase_losses", []))
+        phases = len(rows[0]["phase_losses"])
         for p in range(phases):
             ax.plot(its, [r["phase_losses"][p] for r in rows], label=f"{method} phase {p + 1}")
     ax.set_xlabel("outer iteration")
