@@ -1,7 +1,9 @@
 """`ltdd run` with method `unilevel`: a soft-label set, both protocols, reuse, ablation configs."""
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
 
 from ltdd.config import load_config
@@ -11,6 +13,7 @@ from ltdd.pipeline.run import Run
 from ltdd.unilevel.config import UnilevelConfig
 from ltdd.unilevel.synthesize import without
 
+ROOT = Path(__file__).resolve().parents[1]
 BASE = [
     "ipc=3",
     "methods=[random, unilevel]",
@@ -57,3 +60,15 @@ def test_each_ablation_switches_exactly_its_component():
     for name in ("debiasing", "recalibration", "initialisation", "recovery", "adsa"):
         changed = [k for k in vars(base) if getattr(base, k) != getattr(without(base, name), k)]
         assert len(changed) == 1, (name, changed)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "configs" / "unilevel").glob("*.yaml"))
+    + [ROOT / "configs/run/unilevel-fmnist.yaml"],
+    ids=lambda p: p.name,
+)
+def test_paper_scale_and_cpu_configs_load_and_name_the_method(path):
+    cfg = load_config(RunConfig, path)
+    assert "unilevel" in cfg.methods
+    assert cfg.unilevel.experts.model.endswith("_bn")  # the observer needs batch norm
