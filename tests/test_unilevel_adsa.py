@@ -41,3 +41,26 @@ def test_calibrate_set_shifts_learned_label_logits_and_records_tau():
     out = calibrate_set(s, counts)
     assert out.meta["adsa_tau"] > 0.5 and out.meta["method"] == "ltdd"
     torch.testing.assert_close(out.labels, s.labels - out.meta["adsa_tau"] * log_prior(counts))
+
+
+def test_adsa_file_calibrates_a_saved_learned_label_set_and_refuses_hard_labels(tmp_path, capsys):
+    from ltdd.unilevel.adsa_file import main
+
+    g, y = _balanced_logits(20)
+    counts = [1000, 500, 250, 120, 60, 30, 15, 8, 4, 2]
+    meta = {
+        "dataset": "procedural", "imbalance_factor": 10, "ipc": 20, "method": "ltdd",
+        "data": {}, "train_counts": counts,
+    }  # fmt: skip
+    DistilledSet(torch.zeros(len(y), 1, 4, 4), g + log_prior(counts), 0.01, meta, y).save(
+        tmp_path / "set.safetensors"
+    )
+    assert (
+        main([str(tmp_path / "set.safetensors"), "--out", str(tmp_path / "adsa.safetensors")]) == 0
+    )
+    out = DistilledSet.load(tmp_path / "adsa.safetensors")
+    assert abs(out.meta["adsa_tau"] - 1.0) < 0.1 and out.meta["method"] == "ltdd"
+    DistilledSet(torch.zeros(len(y), 1, 4, 4), y, 0.01, meta).save(tmp_path / "hard.safetensors")
+    assert main([str(tmp_path / "hard.safetensors"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith("ltdd: error:")
+    assert not (tmp_path / "x.safetensors").exists()

@@ -18,7 +18,7 @@ from ltdd.unilevel.network import bn_layers
 
 @contextmanager
 def bn_inputs(model: nn.Module) -> Iterator[list[Tensor]]:
-    """While active, every forward appends the input of each BN layer (forward order) to the list."""
+    """While active, each forward appends every BN layer's input (forward order) to the list."""
     captured: list[Tensor] = []
     layers = bn_layers(model)
     if not layers:

@@ -1,4 +1,4 @@
-"""`UnilevelConfig`: the YAML section `unilevel` (experts, recalibration, init, recovery, labels, EDC).
+"""`UnilevelConfig`: YAML section `unilevel` (experts, recalibration, init, recovery, labels).
 
 Defaults are the CPU profile of reference/unilevel-method.md §4 and §7; each switch that the spec
 lists as an ablation or as an unresolved reading of the paper (R2-R13) is a field here.
@@ -107,7 +107,7 @@ class EDCEvalConfig:
 
 @dataclass(frozen=True)
 class UnilevelConfig:
-    """Everything UL-LT does after the data: experts -> recalibration -> init -> recovery -> labels."""
+    """UL-LT after the data: experts, recalibration, init, recovery, labels."""
 
     experts: DebiasExpertConfig = field(default_factory=DebiasExpertConfig)
     recalibration: RecalibrationConfig = field(default_factory=RecalibrationConfig)

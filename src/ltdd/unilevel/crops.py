@@ -1,4 +1,4 @@
-"""Square random-resized crops, resized back to the full image (bilinear), vectorised over images."""
+"""Square random-resized crops, resized to the full image (bilinear), vectorised."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def sample_crop_boxes(
 
 
 def apply_crops(images: Tensor, side: Tensor, cx: Tensor, cy: Tensor, flip: Tensor | None = None):
-    """Crop each image to its box and resize to the full size; `flip` (bool per image) mirrors it."""
+    """Crop each image to its box, resize to full size; `flip` (bool per image) mirrors it."""
     n = len(images)
     theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
     sx = side.to(images)

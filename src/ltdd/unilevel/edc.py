@@ -105,7 +105,7 @@ def evaluate_edc(
     progress: bool = False,
     extra: dict | None = None,
 ) -> dict:
-    """Train `cfg.seeds` students under the EDC protocol; metrics per test profile (as evaluate_set)."""
+    """Train `cfg.seeds` students (EDC protocol); metrics per test profile, as evaluate_set."""
     profiles = PROFILES[test_profile]
     reports: dict[str, list[dict]] = {p: [] for p in profiles}
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):

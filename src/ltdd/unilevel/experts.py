@@ -128,7 +128,7 @@ def train_debiased_expert(
     device: torch.device,
     progress: bool = True,
 ) -> DebiasedNet:
-    """Train (or resume) expert `index` with γ1·L_robust + γ2·L_debias and return it in eval mode."""
+    """Train (or resume) expert `index` with γ1·L_robust + γ2·L_debias; returned in eval mode."""
     seed = cfg.seed * 1000 + index
     net = new_net(cfg, data, seed).to(device)
     opt = torch.optim.SGD(

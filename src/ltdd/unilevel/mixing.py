@@ -1,4 +1,4 @@
-"""GLMC's two mixed views (spec §1.2): a MixUp global view and a CutMix local view, one λ per step."""
+"""GLMC's two mixed views (spec §1.2): a MixUp global and a CutMix local view, one λ per step."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def sample_lambda(generator: torch.Generator) -> float:
 
 
 def cutmix_box(height: int, width: int, lam: float, generator: torch.Generator) -> tuple:
-    """(top, bottom, left, right) of a box with side √(1−λ) of the image, centre uniform, clipped."""
+    """(top, bottom, left, right): side √(1−λ) of the image, centre uniform, clipped."""
     cut_h, cut_w = int(height * math.sqrt(1.0 - lam)), int(width * math.sqrt(1.0 - lam))
     cy = int(torch.randint(0, height, (1,), generator=generator).item())
     cx = int(torch.randint(0, width, (1,), generator=generator).item())

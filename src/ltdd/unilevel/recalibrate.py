@@ -1,9 +1,9 @@
-"""Fair BN recalibration (spec §1.3, Eq. 8-9): exact per-class pooled statistics and balanced targets.
+"""Fair BN recalibration (spec §1.3, Eq. 8-9): exact per-class statistics, balanced targets.
 
 Per class c and BN layer l a running mean μ and second raw moment s are updated with the dynamic
 momentum α = B_c / (N_c + B_c), so the final values are the exact pooled moments of every class-c
 sample whatever the batch order or size. The global target is the class-balanced mixture
-(μ = mean_c μ_c, σ² = mean_c(σ²_c + μ_c²) − μ²), or the paper-literal mean of within-class variances.
+(μ = mean_c μ_c, σ² = mean_c(σ²_c + μ_c²) − μ²), or the paper-literal mean within-class variance.
 `mode="ema"` is the "w/o recalibration" ablation: targets are the observer's own BN running
 statistics, and per-class statistics use BN's fixed momentum 0.1 (which over-weights late batches).
 """
@@ -74,7 +74,7 @@ class ClassMoments:
 
 
 def balanced_global(class_mean: Tensor, class_var: Tensor, variance: str) -> tuple[Tensor, Tensor]:
-    """The class-balanced global mean and variance (`mixture`) or mean within-class var (`paper`)."""
+    """Class-balanced global mean and variance (`mixture`), or mean within-class var (`paper`)."""
     mean = class_mean.mean(dim=0)
     if variance == "paper":
         return mean, class_var.mean(dim=0)

@@ -55,7 +55,7 @@ def _teacher_for(run: Run, distilled: DistilledSet):
 
 
 def evaluate_edc_stage(run: Run, set_path: Path) -> Path:
-    """UL-LT under its own protocol (online or static teacher labels), as `eval/unilevel-edc.json`."""
+    """UL-LT under its own protocol (online or static labels): `eval/unilevel-edc.json`."""
     edc = run.cfg.unilevel.edc
     out = run.dir / "eval" / f"{METHOD}-edc.json"
     key = stage_hash("eval-edc", run.keys[f"set/{METHOD}"], to_dict(edc))

@@ -138,7 +138,7 @@ def synthesize(
 
 
 def without(cfg: UnilevelConfig, component: str) -> UnilevelConfig:
-    """The config of one ablation: `debiasing`, `recalibration`, `initialisation`, `recovery`, `adsa`."""
+    """One ablation's config: debiasing, recalibration, initialisation, recovery or adsa."""
     replace = dataclasses.replace
     changes = {
         "debiasing": lambda c: replace(c, experts=replace(c.experts, debias=False)),
