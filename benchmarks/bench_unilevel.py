@@ -355,6 +355,7 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
                     f"| {r['method']} | *cited* | shared | {_fmt(r['balanced_accuracy'])} "
                     "| | | | | 3 |\n"
                 )
+    text += tuning_table(Path(args.work) / "tune-recovery.json")
     stage_rows = [r for r in rows if r.get("stages")]
     if stage_rows:
         text += "\n## Stage cost (Table 9 style; wall s, peak RSS MB; 2 shared cores)\n\n"
@@ -382,6 +383,27 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
             "\nThe experts stage is measured when it was computed; a cached store reads in well "
             "under a second (then the row shows the reuse time). LTDD's set time is its "
             "distillation stage in methods.md (experts excluded there too).\n"
+        )
+    return text
+
+
+def tuning_table(path: Path) -> str:
+    """benchmarks/tune_unilevel_recovery.py's validation results (β 100, IPC 10), if present."""
+    if not path.is_file():
+        return ""
+    text = (
+        "\n## Recovery settings on the validation set (β = 100, IPC 10, one seed)\n\n"
+        "Command: `cd benchmarks && ../.venv/bin/python tune_unilevel_recovery.py`. Same experts, "
+        "recalibrated targets and initial crops; only the recovery step differs. Teacher agreement "
+        "= share of recovered images the teacher assigns to their intended class. Validation = "
+        "100 training images per class outside the evaluated sets (tune_unilevel_val.py); never "
+        "the test set.\n\n"
+        "| recovery | teacher agreement | val. balanced acc. | recovery s |\n|---|---|---|---|\n"
+    )
+    for name, r in read_json(path).items():
+        text += (
+            f"| {name} | {100 * r['teacher_agreement']:.0f} % | "
+            f"{100 * r['val_balanced_accuracy']:.1f} | {r['recovery_seconds']:.0f} |\n"
         )
     return text
 
