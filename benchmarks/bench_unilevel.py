@@ -332,6 +332,11 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
         "(ddof 0) over evaluation seeds, last epoch only. LTDD, herding and random rows marked "
         "*cited* come from methods.md (same data split and protocol), not rerun here.\n"
     )
+    commands = Path(args.work) / "commands.json"
+    if commands.is_file():  # the invocations whose rows are merged here
+        text += "\nRuns merged into this file:\n\n" + "".join(
+            f"- `{c}`\n" for c in read_json(commands)
+        )
     cells = sorted({(r["beta"], r["ipc"]) for r in rows}, key=lambda c: (c[1], c[0]))
     for beta, ipc in cells:
         text += f"\n## β = {beta:g}, IPC {ipc}\n\n"
@@ -355,6 +360,7 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
                     f"| {r['method']} | *cited* | shared | {_fmt(r['balanced_accuracy'])} "
                     "| | | | | 3 |\n"
                 )
+    text += target_check(rows)
     text += tuning_table(Path(args.work) / "tune-recovery.json")
     stage_rows = [r for r in rows if r.get("stages")]
     if stage_rows:
@@ -385,6 +391,41 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
             "distillation stage in methods.md (experts excluded there too).\n"
         )
     return text
+
+
+def target_check(rows: list[dict]) -> str:
+    """The issue's targets at β 100, IPC 10, shared protocol, computed from the rows."""
+    by = {
+        (r["method"], r["variant"], r["protocol"]): r
+        for r in rows
+        if r["beta"] == 100 and r["ipc"] == 10
+    }
+    full = by.get(("unilevel", "full", "shared"))
+    if full is None:
+        return ""
+    ltdd, _ = CITED_ROWS[("ltdd", 100)]
+    acc = full["balanced_accuracy"]["mean"]
+    best = max(
+        (r for r in by.values() if r["protocol"] == "shared"),
+        key=lambda r: r["balanced_accuracy"]["mean"],
+    )
+    ratio = full.get("ratio_ltdd_set_seconds_over_synthesis")
+    return (
+        "\n## Targets at β = 100, IPC 10 (shared protocol)\n\n"
+        f"- UL-LT {acc:.1f} vs LTDD {ltdd:.1f} (cited): {acc - ltdd:+.1f} points; target +5.0 "
+        f"{'met' if acc - ltdd >= 5 else 'missed'} by {abs(acc - ltdd - 5):.1f} points.\n"
+        f"- Best row of this family under the shared protocol: {best['method']} "
+        f"({best['variant']}) {best['balanced_accuracy']['mean']:.1f}.\n"
+        + (
+            f"- Synthesis (recalibration + initialisation + recovery + relabel, experts excluded) "
+            f"{full['synthesis_seconds']:.0f} s vs LTDD's distillation "
+            f"{LTDD_SET_SECONDS[100]:.0f} s "
+            f"(methods.md, a quieter machine): {ratio:.1f}×; target 10× "
+            f"{'met' if ratio >= 10 else 'missed'}.\n"
+            if ratio
+            else ""
+        )
+    )
 
 
 def tuning_table(path: Path) -> str:
