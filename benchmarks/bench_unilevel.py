@@ -360,6 +360,7 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
                     f"| {r['method']} | *cited* | shared | {_fmt(r['balanced_accuracy'])} "
                     "| | | | | 3 |\n"
                 )
+    text += expert_table(Path(args.work) / "experts.json")
     text += target_check(rows)
     text += tuning_table(Path(args.work) / "tune-recovery.json")
     stage_rows = [r for r in rows if r.get("stages")]
@@ -390,6 +391,25 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
             "under a second (then the row shows the reuse time). LTDD's set time is its "
             "distillation stage in methods.md (experts excluded there too).\n"
         )
+    return text
+
+
+def expert_table(path: Path) -> str:
+    """Balanced and head/medium/tail test accuracy of the observer/teacher after every epoch."""
+    if not path.is_file():
+        return ""
+    text = (
+        "\n## Experts per epoch (ConvNet-BN observer = teacher; test accuracy, %)\n\n"
+        "`debiased` = GLMC mixed views + consistency + cumulative reweighting (UL-LT); `plain` = "
+        "cross-entropy on the same augmentations (the *without debiasing* ablation).\n\n"
+        "| run | epoch | balanced | head | medium | tail |\n|---|---|---|---|---|---|\n"
+    )
+    for name, epochs in read_json(path).items():
+        for e in epochs:
+            text += (
+                f"| {name} | {e['epoch']} | {100 * e['accuracy']:.1f} | {100 * e['head']:.1f} | "
+                f"{100 * e['medium']:.1f} | {100 * e['tail']:.1f} |\n"
+            )
     return text
 
 
@@ -449,6 +469,22 @@ def tuning_table(path: Path) -> str:
     return text
 
 
+def merge_work(other: Path, bench: Bench) -> None:
+    """Add another work dir's rows (same keys are overwritten by the later dir) and experts."""
+    if (other / "rows.json").is_file():
+        bench.rows.update(read_json(other / "rows.json"))
+    write_json(bench.rows_path, bench.rows)
+    experts_path = bench.work / "experts.json"
+    experts = read_json(experts_path) if experts_path.is_file() else {}
+    for manifest in sorted(other.glob("experts/*/manifest.json")):
+        info = read_json(manifest)
+        counts = info["train_counts"]
+        kind = "debiased" if info["config"]["debias"] else "plain"
+        name = f"b{round(counts[0] / counts[-1])}/{kind}"
+        experts[name] = per_epoch_metrics(manifest.parent)
+    write_json(experts_path, experts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", default=["100:10", "200:10", "100:50", "200:50"])
@@ -475,6 +511,9 @@ def main() -> None:
         default=["unilevel", "unilevel-edc", "random+teacher", "-recovery"],
     )
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--merge", nargs="*", default=[], help="with --report-only: other work dirs to merge in"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
     import sys
@@ -484,6 +523,8 @@ def main() -> None:
     torch.set_num_threads(1)
     bench = Bench(args)
     if args.report_only:
+        for other in args.merge:
+            merge_work(Path(other), bench)
         write_outputs(bench.rows, args)
         return
     for cell in args.cells:  # "beta:ipc" or "beta:ipc:row,row,..."
