@@ -11,9 +11,11 @@ from ltdd.evaluate.evaluate import EvalConfig
 from ltdd.experts.config import ExpertsConfig
 from ltdd.models import MODELS
 from ltdd.select.policy import TAIL_POLICIES
+from ltdd.unilevel.config import UnilevelConfig
 
 BASELINES = ("random", "herding", "kcenter")
 DISTILLERS = ("mtt", "datm", "ltdd")
+UNILEVEL = ("unilevel",)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class RunConfig:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     distill: DistillSections = field(default_factory=DistillSections)
     evaluate: RunEvalConfig = field(default_factory=RunEvalConfig)
+    unilevel: UnilevelConfig = field(default_factory=UnilevelConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -92,7 +95,7 @@ def check_run_config(cfg: RunConfig) -> None:
         raise UserError(
             f"name must name one folder under runs_dir (no '/', not empty), got {cfg.name!r}"
         )
-    known = BASELINES + DISTILLERS
+    known = BASELINES + DISTILLERS + UNILEVEL
     for method in cfg.methods:
         if method not in known:
             raise UserError(f"methods lists {method!r}; known: {', '.join(known)}")

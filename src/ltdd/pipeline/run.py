@@ -35,7 +35,7 @@ from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
 from ltdd.lock import locked
 from ltdd.pipeline.cache import is_current, stage_hash, write_record
-from ltdd.pipeline.config import BASELINES, RunConfig, check_run_config
+from ltdd.pipeline.config import BASELINES, UNILEVEL, RunConfig, check_run_config
 from ltdd.pipeline.resources import measure
 from ltdd.select import (
     extract_features,
@@ -44,6 +44,7 @@ from ltdd.select import (
     select_kcenter,
     select_random,
 )
+from ltdd.unilevel import stage as unilevel
 
 log = logging.getLogger("ltdd")
 SET_FILE = "distilled.safetensors"
@@ -134,7 +135,7 @@ class Run:
         for method in self.cfg.methods:
             if method in ("herding", "kcenter"):
                 kinds.append("representation")
-            elif method not in BASELINES:
+            elif method not in BASELINES + UNILEVEL:
                 spec = METHODS.get(method)()
                 kinds += [self._expert_kind(k) for k in spec.expert_kinds]
         if "classifier" in kinds:
@@ -186,6 +187,11 @@ class Run:
 
             def compute() -> None:
                 self._baseline(method).save(path)
+        elif method in UNILEVEL:
+            key = unilevel.set_key(self)
+
+            def compute() -> None:
+                unilevel.make_set(self, path)
         else:
             section = dataclasses.replace(
                 getattr(self.cfg.distill, method), method=method, ipc=self.cfg.ipc
@@ -434,6 +440,8 @@ class Run:
         self, images: torch.Tensor, classes: torch.Tensor, distilled: DistilledSet
     ) -> torch.Tensor:
         """Soft labels for real images from the experts that labelled the set (mean of correct)."""
+        if distilled.meta["method"] in UNILEVEL:
+            return unilevel.teacher_labels(self, images, distilled)
         kind = self._expert_kind(METHODS.get(distilled.meta["method"])().init_experts)
         store = self.stores[kind]
         logits = []
@@ -467,6 +475,8 @@ class Run:
         for method in self.cfg.methods:
             self.make_set(method)
             self.evaluate(method)
+            if method in UNILEVEL and self.cfg.unilevel.edc.enabled:
+                unilevel.evaluate_edc_stage(self, self.dir / "distill" / method / SET_FILE)
             for arch in self.cfg.evaluate.archs:
                 self.evaluate(method, arch)
             if method not in BASELINES and self.cfg.evaluate.initial_sets:

@@ -1,0 +1,539 @@
+"""UL-LT (method `unilevel`) on Fashion-MNIST-LT: the method, its parts, baselines and timings.
+
+Per (β, IPC) cell, in priority order: UL-LT under the shared protocol (the one LTDD is evaluated
+with, configs/run/fmnist-lt.yaml's `evaluate` section) and under its own EDC-style protocol
+(online teacher labels); the part-isolating baselines (random real + teacher soft labels ± ADSA,
+herding + teacher soft labels, UL-LT without recovery, UL-LT without debiasing); one ablation
+row per component; random real images with hard labels (the project's random baseline, rerun
+as a check against benchmarks/results/methods.md). LTDD and herding (hard labels) are cited from
+methods.md (same data, same shared protocol), not rerun. Every evaluation seed is a fresh
+network trained on the set; accuracy is tested once, after the last epoch.
+
+Resumable: every set and every row is stored under --work as soon as it exists; a rerun skips
+them and the markdown/JSON are rewritten after every row (partial results). Writes
+benchmarks/results/unilevel.md and benchmarks/results/unilevel.json (design.md contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ltdd.config import load_config
+from ltdd.data.dataset import prepare_data
+from ltdd.distilled import DistilledSet, set_metadata
+from ltdd.evaluate.evaluate import evaluate_set
+from ltdd.io import read_json, write_json, write_text
+from ltdd.pipeline.config import RunConfig
+from ltdd.pipeline.resources import measure
+from ltdd.select import extract_features, select_herding, select_random
+from ltdd.unilevel.adsa import calibrate_set, log_prior
+from ltdd.unilevel.edc import evaluate_edc
+from ltdd.unilevel.experts import load_expert, per_epoch_metrics
+from ltdd.unilevel.relabel import OnlineTeacher, teacher_logits
+from ltdd.unilevel.synthesize import experts_folder, synthesize, without
+
+from common import RESULTS, header, machine
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = ROOT / "configs" / "run" / "unilevel-fmnist.yaml"
+CITED = ROOT / "benchmarks" / "results" / "methods.md"
+LTDD_SET_SECONDS = {100: 246.0, 200: 251.0}  # methods.md "set wall s" of ltdd at IPC 10
+CITED_ROWS = {  # methods.md, IPC 10, shared protocol, 3 seeds (mean, std) balanced accuracy
+    ("ltdd", 100): (75.7, 0.4),
+    ("ltdd", 200): (75.0, 0.2),
+    ("herding", 100): (77.3, 0.0),
+    ("herding", 200): (75.3, 0.3),
+    ("random", 100): (72.7, 0.2),
+    ("random", 200): (69.5, 0.1),
+}
+ABLATIONS = ("debiasing", "recalibration", "initialisation", "recovery", "adsa")
+log = logging.getLogger("bench")
+
+
+class Bench:
+    """One (β, IPC) cell at a time; sets and rows cached under `work`."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(args.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.rows_path = self.work / "rows.json"
+        self.rows: dict[str, dict] = read_json(self.rows_path) if self.rows_path.is_file() else {}
+        self.device = torch.device("cpu")
+
+    # ---- configs --------------------------------------------------------------------------
+    def run_cfg(self, beta: float, ipc: int) -> RunConfig:
+        return load_config(
+            RunConfig,
+            PROFILE,
+            [f"data.imbalance_factor={beta}", f"ipc={ipc}", *self.args.overrides],
+        )
+
+    # ---- rows -----------------------------------------------------------------------------
+    def done(self, key: str) -> bool:
+        return key in self.rows
+
+    def add(self, key: str, row: dict) -> None:
+        self.rows[key] = row
+        write_json(self.rows_path, self.rows)
+        write_outputs(self.rows, self.args)
+        acc = row["balanced_accuracy"]
+        log.info("%s: %.1f ± %.1f", key, acc["mean"], acc["std"])
+
+    # ---- sets -----------------------------------------------------------------------------
+    def unilevel_set(self, cfg: RunConfig, data, variant: str) -> tuple[DistilledSet, dict]:
+        """UL-LT (variant `full`) or one ablation (`-<component>`), cached as a file."""
+        path = self.work / f"b{cfg.data.imbalance_factor:g}-ipc{cfg.ipc}" / f"{variant}.safetensors"
+        ucfg = cfg.unilevel if variant == "full" else without(cfg.unilevel, variant[1:])
+        if path.is_file():
+            s = DistilledSet.load(path)
+            return s, s.meta["unilevel"]["timings"]
+        meta = set_metadata(data, cfg.data, "unilevel", cfg.ipc, variant=variant)
+        s, timings = synthesize(ucfg, data, cfg.ipc, self.work / "experts", self.device, meta, True)
+        s.save(path)
+        return s, timings
+
+    @staticmethod
+    def adsa_set(full: DistilledSet) -> tuple[DistilledSet, dict]:
+        """ADSA only changes labels: the full set's images with its logits shifted by τ*·log π
+        (identical to `synthesize` with relabel.adsa toggled, without recomputing recovery)."""
+        if full.meta["unilevel"]["relabel"]["adsa"]:
+            raise SystemExit("the profile already applies ADSA; -adsa expects it off")
+        counts = full.meta["train_counts"]
+        s = calibrate_set(full, counts)
+        relabel = {**full.meta["unilevel"]["relabel"], "adsa": True, "adsa_tau": s.meta["adsa_tau"]}
+        s.meta["unilevel"] = {**full.meta["unilevel"], "relabel": relabel}
+        return s, {k: v for k, v in full.meta["unilevel"]["timings"].items()}
+
+    def teacher_set(self, cfg: RunConfig, data, selection: str, adsa: bool) -> DistilledSet:
+        """Real images (random or herding on the teacher's features) + teacher soft labels."""
+        teacher = load_expert(
+            experts_folder(cfg.unilevel, data, self.work / "experts"), "teacher", data, self.device
+        )
+        labels = data.train_labels.numpy()
+        if selection == "random":
+            idx = select_random(labels, data.num_classes, cfg.ipc, 0, "duplicate")
+        else:
+            features = extract_features(_FeatureView(teacher), data.train_images)
+            idx = select_herding(features, labels, data.num_classes, cfg.ipc, "duplicate")
+        idx = torch.as_tensor(idx)
+        images, classes = data.train_images[idx], data.train_labels[idx]
+        meta = set_metadata(data, cfg.data, f"{selection}+teacher", cfg.ipc)
+        s = DistilledSet(
+            images, teacher_logits(teacher, images), cfg.unilevel.relabel.set_lr, meta, classes
+        )
+        return calibrate_set(s, data.train_counts) if adsa else s
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def shared(self, s: DistilledSet, data, cfg: RunConfig) -> dict:
+        return evaluate_set(s.images, s.labels, s.lr, data, cfg.evaluate, self.device)
+
+    def row(self, cell: dict, method: str, variant: str, protocol: str, result: dict, **extra):
+        b, lt = result["balanced"], result.get("long_tailed")
+        groups = {
+            g: _pct(b["groups"][g]["accuracy"]) if b["groups"].get(g) else None
+            for g in ("head", "medium", "tail")
+        }
+        return {
+            "dataset": "fashion-mnist",
+            "method": method,
+            "variant": variant,
+            **cell,
+            "protocol": protocol,
+            "balanced_accuracy": _pct(b["accuracy"]),
+            **{f"{g}_accuracy": v for g, v in groups.items()},
+            "lt_test_accuracy": _pct(lt["accuracy"]) if lt else None,
+            "lt_macro_f1": lt["macro_f1"] if lt else None,
+            "seeds": len(b["accuracy"]["runs"]),
+            **extra,
+        }
+
+    def run_cell(self, beta: float, ipc: int, rows: list[str]) -> None:
+        cfg = self.run_cfg(beta, ipc)
+        torch.manual_seed(0)
+        data = prepare_data(cfg.data)
+        cell = {"beta": beta, "ipc": ipc}
+        tag = f"b{beta:g}-ipc{ipc}"
+        full, timings = self.unilevel_set(cfg, data, "full")
+        self.record_experts(cfg, data, beta)
+        synthesis = sum(timings[s]["wall_s"] for s in timings if s != "experts")
+        for name in rows:
+            key = f"{tag}/{name}"
+            if self.done(key):
+                continue
+            started = time.perf_counter()
+            if name == "unilevel":
+                res = self.shared(full, data, cfg)
+                extra = {
+                    "stages": _stages(timings),
+                    "synthesis_seconds": synthesis,
+                    "adsa_tau": full.meta["unilevel"]["relabel"]["adsa_tau"],
+                }
+                if ipc == 10 and int(beta) in LTDD_SET_SECONDS:
+                    extra["ratio_ltdd_set_seconds_over_synthesis"] = (
+                        LTDD_SET_SECONDS[int(beta)] / synthesis
+                    )
+                row = self.row(cell, "unilevel", "full", "shared", res, **extra)
+            elif name == "unilevel-edc":
+                teacher = load_expert(
+                    experts_folder(cfg.unilevel, data, self.work / "experts"),
+                    "teacher",
+                    data,
+                    self.device,
+                )
+                tau = full.meta["unilevel"]["relabel"]["adsa_tau"]
+                online = OnlineTeacher(teacher, log_prior(data.train_counts), tau)
+                edc = dataclasses.replace(cfg.unilevel.edc, seeds=cfg.evaluate.seeds)
+                res = evaluate_edc(
+                    full.images, full.class_ids, data, edc, self.device, teacher=online
+                )
+                row = self.row(cell, "unilevel", "full", "edc", res, labels="online")
+            elif name.startswith("-"):
+                if name == "-adsa":
+                    s, t = self.adsa_set(full)
+                else:
+                    s, t = self.unilevel_set(cfg, data, name)
+                res = self.shared(s, data, cfg)
+                row = self.row(
+                    cell,
+                    "unilevel",
+                    f"without {name[1:]}" if name != "-adsa" else "with ADSA",
+                    "shared",
+                    res,
+                    ablation=name[1:],
+                    adsa_tau=s.meta["unilevel"]["relabel"]["adsa_tau"],
+                    synthesis_seconds=sum(t[k]["wall_s"] for k in t if k != "experts"),
+                )
+            elif name in ("random+teacher", "random+teacher+adsa", "herding+teacher"):
+                selection = name.split("+")[0]
+                s = self.teacher_set(cfg, data, selection, name.endswith("adsa"))
+                res = self.shared(s, data, cfg)
+                row = self.row(
+                    cell, name, "baseline", "shared", res, adsa_tau=s.meta.get("adsa_tau")
+                )
+            elif name == "random":
+                idx = torch.as_tensor(
+                    select_random(data.train_labels.numpy(), data.num_classes, ipc, 0, "duplicate")
+                )
+                s = DistilledSet(
+                    data.train_images[idx],
+                    data.train_labels[idx],
+                    cfg.evaluate.hard_label_lr,
+                    {},
+                )
+                res = self.shared(s, data, cfg)
+                row = self.row(cell, "random", "hard labels (rerun)", "shared", res)
+            else:
+                raise SystemExit(f"unknown row {name}")
+            row["eval_wall_seconds"] = time.perf_counter() - started
+            self.add(key, row)
+
+    def record_experts(self, cfg: RunConfig, data, beta: float) -> None:
+        """Per-epoch accuracy of the debiased expert (and of the plain one when trained)."""
+        for name, ucfg in (
+            ("debiased", cfg.unilevel),
+            ("plain", without(cfg.unilevel, "debiasing")),
+        ):
+            folder = experts_folder(ucfg, data, self.work / "experts")
+            if (folder / "manifest.json").is_file():
+                experts = (
+                    read_json(self.work / "experts.json")
+                    if (self.work / "experts.json").is_file()
+                    else {}
+                )
+                experts[f"b{beta:g}/{name}"] = per_epoch_metrics(folder)
+                write_json(self.work / "experts.json", experts)
+
+
+class _FeatureView(torch.nn.Module):
+    """A DebiasedNet seen through `features` (its backbone's penultimate features)."""
+
+    def __init__(self, net) -> None:
+        super().__init__()
+        self.net = net
+
+    def features(self, x):
+        return self.net.backbone.features(x)
+
+
+def _pct(summary: dict) -> dict:
+    return {
+        "mean": 100 * summary["mean"],
+        "std": 100 * summary["std"],
+        "runs": [100 * r for r in summary["runs"]],
+    }
+
+
+def _stages(timings: dict) -> dict:
+    return {
+        k: {
+            "wall_s": v["wall_s"],
+            "cpu_s": v["cpu_s"],
+            "peak_rss_mb": v["peak_rss_mb"],
+        }
+        for k, v in timings.items()
+    }
+
+
+# ---- output ----------------------------------------------------------------------------------
+def _fmt(summary: dict | None) -> str:
+    return "–" if summary is None else f"{summary['mean']:.1f} ± {summary['std']:.1f}"
+
+
+def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
+    out = sorted(rows.values(), key=lambda r: (r["ipc"], r["beta"]))
+    cited = [
+        {
+            "dataset": "fashion-mnist",
+            "method": m,
+            "variant": "cited from benchmarks/results/methods.md (not rerun)",
+            "beta": b,
+            "ipc": 10,
+            "protocol": "shared",
+            "balanced_accuracy": {"mean": v[0], "std": v[1], "runs": []},
+            "source": "benchmarks/results/methods.md",
+        }
+        for (m, b), v in CITED_ROWS.items()
+    ]
+    for r in out:  # distillation gain: the recovered set minus its iteration-0 (init) set
+        if r["method"] == "unilevel" and r["variant"] == "full" and r["protocol"] == "shared":
+            base = rows.get(f"b{r['beta']:g}-ipc{r['ipc']}/-recovery")
+            if base:
+                a, z = r["balanced_accuracy"], base["balanced_accuracy"]
+                diffs = [x - y for x, y in zip(a["runs"], z["runs"], strict=True)]
+                mean = sum(diffs) / len(diffs)
+                std = (sum((d - mean) ** 2 for d in diffs) / len(diffs)) ** 0.5
+                r["distillation_gain"] = {"mean": mean, "std": std}
+    doc = {
+        "command": "benchmarks/bench_unilevel.py " + " ".join(args.argv),
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+        "profile": str(PROFILE.relative_to(ROOT)),
+        "rows": out + cited,
+    }
+    write_json(RESULTS / "unilevel.json", doc)
+    write_text(RESULTS / "unilevel.md", markdown(out, cited, args))
+
+
+def markdown(rows: list[dict], cited: list[dict], args) -> str:
+    text = header("UL-LT (method `unilevel`) on Fashion-MNIST-LT")
+    text += (
+        f"\nProfile `{PROFILE.relative_to(ROOT)}`. Shared protocol = the one every method of "
+        "benchmarks/results/methods.md uses (width-32 ConvNet, 300 epochs, DSA, SGD at the set's "
+        "lr, soft cross-entropy to the stored logits); `edc` = UL-LT's own (MSE to online teacher "
+        "logits + 0.025 CE, AdamW, crop/flip/CutMix, EMA weights). Accuracy in %, mean ± std "
+        "(ddof 0) over evaluation seeds, last epoch only. LTDD, herding and random rows marked "
+        "*cited* come from methods.md (same data split and protocol), not rerun here.\n"
+    )
+    commands = Path(args.work) / "commands.json"
+    if commands.is_file():  # the invocations whose rows are merged here
+        text += "\nRuns merged into this file:\n\n" + "".join(
+            f"- `{c}`\n" for c in read_json(commands)
+        )
+    cells = sorted({(r["beta"], r["ipc"]) for r in rows}, key=lambda c: (c[1], c[0]))
+    for beta, ipc in cells:
+        text += f"\n## β = {beta:g}, IPC {ipc}\n\n"
+        text += (
+            "| method | variant | protocol | balanced acc. | head | medium | tail "
+            "| LT-test acc. | seeds |\n"
+        )
+        text += "|---|---|---|---|---|---|---|---|---|\n"
+        for r in rows:
+            if (r["beta"], r["ipc"]) != (beta, ipc):
+                continue
+            text += (
+                f"| {r['method']} | {r['variant']} | {r['protocol']} | "
+                f"{_fmt(r['balanced_accuracy'])} | {_fmt(r.get('head_accuracy'))} | "
+                f"{_fmt(r.get('medium_accuracy'))} | {_fmt(r.get('tail_accuracy'))} | "
+                f"{_fmt(r.get('lt_test_accuracy'))} | {r['seeds']} |\n"
+            )
+        for r in cited:
+            if (r["beta"], r["ipc"]) == (beta, ipc):
+                text += (
+                    f"| {r['method']} | *cited* | shared | {_fmt(r['balanced_accuracy'])} "
+                    "| | | | | 3 |\n"
+                )
+    text += expert_table(Path(args.work) / "experts.json")
+    text += target_check(rows)
+    text += tuning_table(Path(args.work) / "tune-recovery.json")
+    stage_rows = [r for r in rows if r.get("stages")]
+    if stage_rows:
+        text += "\n## Stage cost (Table 9 style; wall s, peak RSS MB; 2 shared cores)\n\n"
+        names = ["experts", "recalibration", "initialisation", "recovery", "relabel"]
+        text += (
+            "| β | IPC | "
+            + " | ".join(names)
+            + " | synthesis (no experts) | LTDD set / synthesis |\n"
+        )
+        text += "|---" * (len(names) + 4) + "|\n"
+        for r in stage_rows:
+            cells_ = [
+                f"{r['stages'][n]['wall_s']:.1f} s, {r['stages'][n]['peak_rss_mb']:.0f} MB"
+                if n in r["stages"]
+                else "–"
+                for n in names
+            ]
+            ratio = r.get("ratio_ltdd_set_seconds_over_synthesis")
+            text += (
+                f"| {r['beta']:g} | {r['ipc']} | "
+                + " | ".join(cells_)
+                + f" | {r['synthesis_seconds']:.1f} s | {f'{ratio:.1f}×' if ratio else '–'} |\n"
+            )
+        text += (
+            "\nThe experts stage is measured when it was computed; a cached store reads in well "
+            "under a second (then the row shows the reuse time). LTDD's set time is its "
+            "distillation stage in methods.md (experts excluded there too).\n"
+        )
+    return text
+
+
+def expert_table(path: Path) -> str:
+    """Balanced and head/medium/tail test accuracy of the observer/teacher after every epoch."""
+    if not path.is_file():
+        return ""
+    text = (
+        "\n## Experts per epoch (ConvNet-BN observer = teacher; test accuracy, %)\n\n"
+        "`debiased` = GLMC mixed views + consistency + cumulative reweighting (UL-LT); `plain` = "
+        "cross-entropy on the same augmentations (the *without debiasing* ablation).\n\n"
+        "| run | epoch | balanced | head | medium | tail |\n|---|---|---|---|---|---|\n"
+    )
+    for name, epochs in read_json(path).items():
+        for e in epochs:
+            text += (
+                f"| {name} | {e['epoch']} | {100 * e['accuracy']:.1f} | {100 * e['head']:.1f} | "
+                f"{100 * e['medium']:.1f} | {100 * e['tail']:.1f} |\n"
+            )
+    return text
+
+
+def target_check(rows: list[dict]) -> str:
+    """The issue's targets at β 100, IPC 10, shared protocol, computed from the rows."""
+    by = {
+        (r["method"], r["variant"], r["protocol"]): r
+        for r in rows
+        if r["beta"] == 100 and r["ipc"] == 10
+    }
+    full = by.get(("unilevel", "full", "shared"))
+    if full is None:
+        return ""
+    ltdd, _ = CITED_ROWS[("ltdd", 100)]
+    acc = full["balanced_accuracy"]["mean"]
+    best = max(
+        (r for r in by.values() if r["protocol"] == "shared"),
+        key=lambda r: r["balanced_accuracy"]["mean"],
+    )
+    ratio = full.get("ratio_ltdd_set_seconds_over_synthesis")
+    return (
+        "\n## Targets at β = 100, IPC 10 (shared protocol)\n\n"
+        f"- UL-LT {acc:.1f} vs LTDD {ltdd:.1f} (cited): {acc - ltdd:+.1f} points; target +5.0 "
+        f"{'met' if acc - ltdd >= 5 else 'missed'} by {abs(acc - ltdd - 5):.1f} points.\n"
+        f"- Best row of this family under the shared protocol: {best['method']} "
+        f"({best['variant']}) {best['balanced_accuracy']['mean']:.1f}.\n"
+        + (
+            f"- Synthesis (recalibration + initialisation + recovery + relabel, experts excluded) "
+            f"{full['synthesis_seconds']:.0f} s vs LTDD's distillation "
+            f"{LTDD_SET_SECONDS[100]:.0f} s "
+            f"(methods.md, a quieter machine): {ratio:.1f}×; target 10× "
+            f"{'met' if ratio >= 10 else 'missed'}.\n"
+            if ratio
+            else ""
+        )
+    )
+
+
+def tuning_table(path: Path) -> str:
+    """benchmarks/tune_unilevel_recovery.py's validation results (β 100, IPC 10), if present."""
+    if not path.is_file():
+        return ""
+    text = (
+        "\n## Recovery settings on the validation set (β = 100, IPC 10, one seed)\n\n"
+        "Command: `cd benchmarks && ../.venv/bin/python tune_unilevel_recovery.py`. Same experts, "
+        "recalibrated targets and initial crops; only the recovery step differs. Teacher agreement "
+        "= share of recovered images the teacher assigns to their intended class. Validation = "
+        "100 training images per class outside the evaluated sets (tune_unilevel_val.py); never "
+        "the test set.\n\n"
+        "| recovery | teacher agreement | val. balanced acc. | recovery s |\n|---|---|---|---|\n"
+    )
+    for name, r in read_json(path).items():
+        text += (
+            f"| {name} | {100 * r['teacher_agreement']:.0f} % | "
+            f"{100 * r['val_balanced_accuracy']:.1f} | {r['recovery_seconds']:.0f} |\n"
+        )
+    return text
+
+
+def merge_work(other: Path, bench: Bench) -> None:
+    """Add another work dir's rows (same keys are overwritten by the later dir) and experts."""
+    if (other / "rows.json").is_file():
+        bench.rows.update(read_json(other / "rows.json"))
+    write_json(bench.rows_path, bench.rows)
+    experts_path = bench.work / "experts.json"
+    experts = read_json(experts_path) if experts_path.is_file() else {}
+    for manifest in sorted(other.glob("experts/*/manifest.json")):
+        info = read_json(manifest)
+        counts = info["train_counts"]
+        kind = "debiased" if info["config"]["debias"] else "plain"
+        name = f"b{round(counts[0] / counts[-1])}/{kind}"
+        experts[name] = per_epoch_metrics(manifest.parent)
+    write_json(experts_path, experts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", nargs="+", default=["100:10", "200:10", "100:50", "200:50"])
+    parser.add_argument("--work", default=str(ROOT / "runs" / "bench-unilevel"))
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=[
+            "unilevel",
+            "unilevel-edc",
+            "random+teacher",
+            "-recovery",
+            "-debiasing",
+            "herding+teacher",
+            "random+teacher+adsa",
+            "-adsa",
+            "-recalibration",
+            "-initialisation",
+        ],
+    )
+    parser.add_argument(
+        "--rows-ipc50",
+        nargs="+",
+        default=["unilevel", "unilevel-edc", "random+teacher", "-recovery"],
+    )
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--merge", nargs="*", default=[], help="with --report-only: other work dirs to merge in"
+    )
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
+    args = parser.parse_args()
+    import sys
+
+    args.argv = sys.argv[1:]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(1)
+    bench = Bench(args)
+    if args.report_only:
+        for other in args.merge:
+            merge_work(Path(other), bench)
+        write_outputs(bench.rows, args)
+        return
+    for cell in args.cells:  # "beta:ipc" or "beta:ipc:row,row,..."
+        beta, ipc, *only = cell.split(":")
+        rows = args.rows if int(ipc) <= 10 else args.rows_ipc50
+        rows = only[0].split(",") if only else rows
+        with measure(bench.device):
+            bench.run_cell(float(beta), int(ipc), rows)
+
+
+if __name__ == "__main__":
+    main()
