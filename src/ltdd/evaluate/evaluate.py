@@ -73,6 +73,19 @@ def aggregate(reports: list[dict]) -> dict:
     return out
 
 
+def add_reports(
+    reports: dict[str, list[dict]], model: torch.nn.Module, data: LongTailedData
+) -> None:
+    """Append `model`'s classification report on each test profile (the keys of `reports`)."""
+    for profile, profile_reports in reports.items():
+        test_x, test_y = data.test_set(profile)
+        profile_reports.append(
+            classification_report(
+                test_y.numpy(), predict(model, test_x), data.num_classes, data.train_counts
+            )
+        )
+
+
 def evaluate_set(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -92,13 +105,7 @@ def evaluate_set(
         )
         if not all(torch.isfinite(t).all() for t in (*model.parameters(), *model.buffers())):
             diverged.append(seed)
-        for profile in profiles:
-            test_x, test_y = data.test_set(profile)
-            reports[profile].append(
-                classification_report(
-                    test_y.numpy(), predict(model, test_x), data.num_classes, data.train_counts
-                )
-            )
+        add_reports(reports, model, data)
     result = {p.replace("-", "_"): aggregate(r) for p, r in reports.items()}
     if diverged:
         warning = (

@@ -20,9 +20,7 @@ from tqdm.auto import tqdm
 
 from ltdd.config import to_dict
 from ltdd.data.dataset import LongTailedData
-from ltdd.evaluate.evaluate import PROFILES, aggregate
-from ltdd.evaluate.metrics import classification_report
-from ltdd.evaluate.trainer import predict
+from ltdd.evaluate.evaluate import PROFILES, add_reports, aggregate
 from ltdd.models import create_model
 from ltdd.unilevel.config import EDCEvalConfig
 from ltdd.unilevel.crops import random_resized_crop
@@ -112,13 +110,7 @@ def evaluate_edc(
         model = train_edc(
             images, classes, labels, teacher, data.num_classes, cfg, seed, device, progress
         )
-        for profile in profiles:
-            test_x, test_y = data.test_set(profile)
-            reports[profile].append(
-                classification_report(
-                    test_y.numpy(), predict(model, test_x), data.num_classes, data.train_counts
-                )
-            )
+        add_reports(reports, model, data)
     result = {p.replace("-", "_"): aggregate(r) for p, r in reports.items()}
     result["settings"] = {
         **to_dict(cfg),
