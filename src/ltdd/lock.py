@@ -72,16 +72,20 @@ def locked(directory: str | Path, what: str = "output directory") -> Iterator[Pa
     refused or failed command leaves nothing behind.
     """
     directory = Path(directory)
-    created = [p for p in (directory, *directory.parents) if not p.exists()]
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
-    try:
-        fd = _acquire(path)
-    except BlockingIOError:
-        raise UserError(
-            f"{directory}: {what} is in use by another ltdd process (PID {_holder(path)}); "
-            "wait for it to finish or stop it, or choose another directory"
-        ) from None
+    while True:
+        created = [p for p in (directory, *directory.parents) if not p.exists()]
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = _acquire(path)
+            break
+        except FileNotFoundError:
+            continue  # a holder that had created the folder removed it after our mkdir: again
+        except BlockingIOError:
+            raise UserError(
+                f"{directory}: {what} is in use by another ltdd process (PID {_holder(path)}); "
+                "wait for it to finish or stop it, or choose another directory"
+            ) from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
