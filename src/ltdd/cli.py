@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from ltdd import commands
-from ltdd.allocator import keep_freed_memory
 from ltdd.errors import UserError
 from ltdd.evaluate.evaluate import PROFILES
 from ltdd.export import EXPORTERS
@@ -281,7 +280,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    keep_freed_memory()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
