@@ -11,9 +11,13 @@ import pytest
 import torch
 from distill_toy import dsa_steps, one_thread, toy_model
 
+from ltdd.distill.kinks import ActivationPatterns
 from ltdd.distill.losses import inner_loss
 from ltdd.distill.matching import (
     GRADIENT_MODES,
+    MixedTerm,
+    _fd_mixed,
+    _tesla,
     matching_loss,
     tesla_gradients,
     unrolled_gradients,
@@ -290,3 +294,35 @@ def test_tesla_fd_rejects_max_pooling():
             dsa_steps(N_IMG, 4, 1, seed=3),
             layout.mask("backbone"),
         )
+
+
+def test_tesla_fd_replaying_pass_1_patterns_is_bit_identical_to_recording_them_again():
+    """Pass 1 records each step's ReLU patterns at W_i; pass 2 used to record them with an
+    extra forward. Same patterns, so the same bits (float32, DSA-augmented steps)."""
+    layout, forward, images, labels, lr, start, target = problem(21)
+    args = (forward, loss_for("prior_weighted_soft_ce"), images.float(), labels.float())
+    args += (lr.float(), start.float(), target.float(), dsa_steps(N_IMG, 4, 3, seed=22))
+    match = layout.mask("backbone")
+    model, _ = toy_model(C, dtype=torch.float32, seed=21)
+    forward32 = Student(model, layout).forward
+    args = (forward32, *args[1:])
+    replayed = GRADIENT_MODES.get("tesla_fd")(*args, match)
+    recorded_again = _tesla(MixedTerm(_fd_mixed), *args, match)
+    for a, b in zip(
+        (replayed.loss, replayed.images, replayed.labels, replayed.lr),
+        (recorded_again.loss, recorded_again.images, recorded_again.labels, recorded_again.lr),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    assert replayed.images.abs().max() > 0  # not vacuous
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (2, 8), (1,)])
+def test_packed_patterns_restore_the_masks_exactly(shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    masks = [(torch.randn(shape, generator=g) > 0).float(), torch.ones(shape, dtype=torch.float64)]
+    packed = ActivationPatterns(masks).pack()
+    assert sum(b.numel() for b in packed.bits) == 2 * -(-torch.Size(shape).numel() // 8)
+    restored = packed.unpack().masks
+    for a, b in zip(masks, restored, strict=True):
+        assert torch.equal(a, b) and a.dtype == b.dtype

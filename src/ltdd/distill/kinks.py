@@ -9,9 +9,12 @@ switch between W - eps*c and W + eps*c add an error that grows as eps shrinks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import register_module_forward_hook
 
@@ -23,8 +26,8 @@ _KINKED = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d, nn.Ha
 class ActivationPatterns:
     """The active sets of every nn.ReLU / nn.LeakyReLU call of one forward pass, in call order."""
 
-    def __init__(self) -> None:
-        self.masks: list[Tensor] = []
+    def __init__(self, masks: list[Tensor] | None = None) -> None:
+        self.masks: list[Tensor] = list(masks or [])
 
     @contextmanager
     def record(self) -> Iterator[None]:
@@ -57,6 +60,42 @@ class ActivationPatterns:
 
         with _global_hook(hook):
             yield
+
+    def pack(self) -> PackedPatterns:
+        """The recorded masks at one bit per element (32 times smaller), for keeping."""
+        return PackedPatterns(
+            tuple(_pack_bits(m > 0) for m in self.masks),
+            tuple(m.shape for m in self.masks),
+            tuple(m.dtype for m in self.masks),
+        )
+
+
+_BITS = 2 ** torch.arange(8, dtype=torch.uint8)
+
+
+def _pack_bits(mask: Tensor) -> Tensor:
+    """A bool tensor as uint8 bytes, eight elements per byte (zero-padded at the end)."""
+    flat = mask.reshape(-1)
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    return (flat.view(-1, 8).to(torch.uint8) * _BITS.to(flat.device)).sum(1, dtype=torch.uint8)
+
+
+@dataclass(frozen=True)
+class PackedPatterns:
+    """`ActivationPatterns` stored at one bit per element; `unpack` restores them exactly."""
+
+    bits: tuple[Tensor, ...]
+    shapes: tuple[torch.Size, ...]
+    dtypes: tuple[torch.dtype, ...]
+
+    def unpack(self) -> ActivationPatterns:
+        masks = []
+        for bits, shape, dtype in zip(self.bits, self.shapes, self.dtypes, strict=True):
+            flat = (bits[:, None] & _BITS.to(bits.device)).ne(0).view(-1)[: math.prod(shape)]
+            masks.append(flat.view(shape).to(dtype))
+        return ActivationPatterns(masks)
 
 
 def _check(module: nn.Module) -> bool:

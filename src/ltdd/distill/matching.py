@@ -17,7 +17,9 @@ Two gradient modes:
   The alpha gradient is exact for alpha with the sum of inner gradients G held fixed.
 - `tesla_fd`: `tesla` with pass 2's mixed derivative c . dg_i/d(X, Y) taken as a central
   difference of the loss in W along c (two forward and input-only backward passes instead of a
-  double backward): faster, equal to `tesla` up to O(step^2) and float rounding.
+  double backward): faster, equal to `tesla` up to O(step^2) and float rounding. The ReLU
+  patterns it freezes are recorded by pass 1's forward at W_i (kept at one bit per unit, about
+  2 MB per inner step at width 128 and 100 images), so pass 2 needs no extra forward.
 Only the coordinates in S and in the free part contribute to the image/label gradients; with a
 frozen-backbone expert (classifier phase) this equals the reference's full-parameter matching.
 """
@@ -25,12 +27,13 @@ frozen-backbone expert (classifier phase) this equals the reference's full-param
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ltdd.distill.kinks import ActivationPatterns
+from ltdd.distill.kinks import ActivationPatterns, PackedPatterns
 from ltdd.distill.losses import InnerLoss
 from ltdd.registry import Registry
 
@@ -118,11 +121,21 @@ def unrolled_gradients(
     )
 
 
-MixedTerm = Callable[
+MixedFn = Callable[
     [Callable[[Tensor, Tensor], Tensor], InnerLoss, Tensor, Tensor, Tensor, Tensor], Tensor
 ]
-"""`(student, loss_fn, w_i, c, x_i, y_i) -> s_i`, a scalar whose gradient in (x_i, y_i) is
-c . d/d(x_i, y_i) of grad_W loss_fn(student(W, x_i), y_i) at W = w_i (TESLA's pass 2)."""
+
+
+@dataclass(frozen=True)
+class MixedTerm:
+    """TESLA's pass-2 term: `term(student, loss_fn, w_i, c, x_i, y_i) -> s_i`, a scalar whose
+    gradient in (x_i, y_i) is c . d/d(x_i, y_i) of grad_W loss_fn(student(W, x_i), y_i) at
+    W = w_i. With `patterns`, pass 1 records the activation patterns of each step's forward
+    at w_i and `term` receives them (packed) as a keyword `patterns`."""
+
+    term: Callable[..., Tensor]
+    patterns: bool = False
+
 
 FD_STEP = 1e-3
 """Central-difference step of `tesla_fd`, relative to ||w_i||: W = w_i +- eps * c with
@@ -136,23 +149,35 @@ def _exact_mixed(student, loss_fn, w_i: Tensor, c: Tensor, x: Tensor, y: Tensor)
     return (c * h).sum()
 
 
-def _fd_mixed(student, loss_fn, w_i: Tensor, c: Tensor, x: Tensor, y: Tensor) -> Tensor:
+def _fd_mixed(
+    student,
+    loss_fn,
+    w_i: Tensor,
+    c: Tensor,
+    x: Tensor,
+    y: Tensor,
+    patterns: PackedPatterns | None = None,
+) -> Tensor:
     """The directional derivative of the loss along c by a central difference in W,
     (l(w_i + eps c) - l(w_i - eps c)) / (2 eps), with the activation patterns of w_i frozen
     (`kinks`), so it converges to the autograd value. Its (x, y) gradient is a finite-difference
-    Hessian-vector product: one forward without a graph, then two forward and two input-only
-    backward passes; no double backward and no parameter gradient."""
+    Hessian-vector product: two forward and two input-only backward passes; no double backward
+    and no parameter gradient. `patterns` are those of `student(w_i, x)` (recorded by pass 1);
+    without them a forward without a graph records them here."""
     c_norm = c.norm()
     if float(c_norm) == 0.0:
         return (x.sum() + y.sum() if y.is_floating_point() else x.sum()) * 0.0
     eps = FD_STEP * (1.0 + w_i.norm()) / c_norm
     w_i = w_i.detach()
-    patterns = ActivationPatterns()
-    with torch.no_grad(), patterns.record():
-        student(w_i, x.detach())
-    with patterns.replay():
+    if patterns is None:
+        frozen = ActivationPatterns()
+        with torch.no_grad(), frozen.record():
+            student(w_i, x.detach())
+    else:
+        frozen = patterns.unpack()
+    with frozen.replay():
         up = loss_fn(student(w_i + eps * c, x), y)
-    with patterns.replay():
+    with frozen.replay():
         down = loss_fn(student(w_i - eps * c, x), y)
     return (up - down) / (2.0 * eps)
 
@@ -175,14 +200,19 @@ def _tesla(
     student = _student(forward, start[:free_start])
     x0, y0 = images.detach(), labels.detach()
 
-    # Pass 1: unroll without a graph across steps; keep each W_i and the sum G of the g_i.
+    # Pass 1: unroll without a graph across steps; keep each W_i and the sum G of the g_i
+    # (and each forward's activation patterns when pass 2 replays them).
     w = start[free_start:].detach()
     weights: list[Tensor] = []
+    recorded: list[dict[str, PackedPatterns]] = []
     total = torch.zeros_like(w)
     for step in steps:
         weights.append(w)
         wv = w.detach().requires_grad_()
-        logits = student(wv, step.augment(x0[step.index]))
+        patterns = ActivationPatterns()
+        with patterns.record() if mixed.patterns else nullcontext():
+            logits = student(wv, step.augment(x0[step.index]))
+        recorded.append({"patterns": patterns.pack()} if mixed.patterns else {})
         (g,) = torch.autograd.grad(loss_fn(logits, y0[step.index]), wv)
         w = w - alpha * g
         total += g
@@ -200,8 +230,9 @@ def _tesla(
     x, y, wrt = _leaves(images, labels)
     d_images = torch.zeros_like(images)
     d_labels = torch.zeros_like(labels) if len(wrt) == 2 else None
-    for step, w_i in zip(steps, weights, strict=True):
-        term = mixed(student, loss_fn, w_i, coeff, step.augment(x[step.index]), y[step.index])
+    for step, w_i, extra in zip(steps, weights, recorded, strict=True):
+        x_i, y_i = step.augment(x[step.index]), y[step.index]
+        term = mixed.term(student, loss_fn, w_i, coeff, x_i, y_i, **extra)
         grads = torch.autograd.grad(term, wrt)
         d_images += grads[0]
         if d_labels is not None:
@@ -212,7 +243,7 @@ def _tesla(
 @GRADIENT_MODES.register("tesla")
 def tesla_gradients(*args, **kwargs) -> PhaseGradients:
     """TESLA exactly as reference §5.8 (pass 2 by double backward)."""
-    return _tesla(_exact_mixed, *args, **kwargs)
+    return _tesla(MixedTerm(_exact_mixed), *args, **kwargs)
 
 
 @GRADIENT_MODES.register("tesla_fd")
@@ -233,6 +264,6 @@ def tesla_fd_gradients(
     with `tesla` to about 1e-4 relative in float32. With a frozen backbone (free_start > 0) the
     double backward stops at the classifier and is cheaper than three backbone forwards, so
     the exact term is used there."""
-    mixed = _fd_mixed if free_start == 0 else _exact_mixed
+    mixed = MixedTerm(_fd_mixed, patterns=True) if free_start == 0 else MixedTerm(_exact_mixed)
     args = (forward, loss_fn, images, labels, lr, start, target, steps, match, free_start)
     return _tesla(mixed, *args)
