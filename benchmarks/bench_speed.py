@@ -62,8 +62,11 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-PAIRED: dict = {"step": None, "samples": []}
+PAIRED: dict = {"step": None, "samples": [], "cpu_samples": []}
 """With --inline-anchor: an anchor step timed after each timed repetition, in the same process."""
+CPU_SAMPLES: list[float] = []
+"""CPU seconds (process_time) of each timed repetition: on a shared machine the wall time
+includes waiting for a core, the CPU time much less so."""
 
 
 def _timed(fn, warmup: int, reps: int) -> list[float]:
@@ -74,13 +77,15 @@ def _timed(fn, warmup: int, reps: int) -> list[float]:
         pair()  # warm-up
     out = []
     for _ in range(reps):
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.process_time()
         fn()
         out.append(time.perf_counter() - tick)
+        CPU_SAMPLES.append(time.process_time() - cpu)
         if pair is not None:
-            tick = time.perf_counter()
+            tick, cpu = time.perf_counter(), time.process_time()
             pair()
             PAIRED["samples"].append(time.perf_counter() - tick)
+            PAIRED["cpu_samples"].append(time.process_time() - cpu)
     return out
 
 
@@ -140,7 +145,7 @@ def _expert_epoch(group: dict, kind: str, steps: int, epoch_images: int) -> dict
 
 
 def representation_epoch(group: dict) -> dict:
-    return _expert_epoch(group, "representation", 1 if group["gsam"] else 3, TRAIN_IMAGES)
+    return _expert_epoch(group, "representation", 2 if group["gsam"] else 3, TRAIN_IMAGES)
 
 
 def classifier_epoch(group: dict) -> dict:
@@ -303,65 +308,86 @@ def cpu_description(threads: int) -> str:
     )
 
 
-def _paired_ratios(base: list[dict], new: list[dict]) -> list[float]:
-    """base / new per round (the two were timed back to back, under about the same load)."""
+def _paired_ratios(base: list[dict], new: list[dict], key: str = "samples") -> list[float]:
+    """base / new per round (the two were timed back to back, under about the same load), from
+    wall (`samples`) or CPU (`cpu_samples`) seconds; rounds lacking either are skipped."""
     out = []
     for b, n in zip(base, new, strict=False):
-        if "error" in b or "error" in n:
-            continue
-        out.append(statistics.median(b["samples"]) / statistics.median(n["samples"]))
+        if b.get(key) and n.get(key):
+            out.append(statistics.median(b[key]) / statistics.median(n[key]))
     return out
+
+
+def _per_unit(results: list[dict], key: str) -> float | None:
+    """Median seconds per unit over every timed repetition of every round that has `key`."""
+    values = [t * r["scale"] for r in results for t in r.get(key, [])]
+    return statistics.median(values) if values else None
+
+
+def _same_process_anchor(results: list[dict], batch: int, key: str) -> float | None:
+    """Stage seconds per image-step / anchor seconds per image, both timed in one process."""
+    pairs = [
+        (statistics.median(r[key]) * r["scale"] / r["images"], r[f"anchor_{key}"])
+        for r in results
+        if r.get(key) and r.get(f"anchor_{key}")
+    ]
+    if not pairs:
+        return None
+    per_image = statistics.median(s for _, a in pairs for s in a) / batch
+    return round(statistics.median(t for t, _ in pairs) / per_image, 3)
+
+
+def _base_fields(row: dict, stage: str, group: str, base: list[dict], new: list[dict]) -> None:
+    """ratio_base (and ratio_official) from wall and from CPU seconds, per round in the JSON."""
+    for suffix, key in (("", "samples"), ("_cpu", "cpu_samples")):
+        paired = _paired_ratios(base, new, key)
+        if not paired:
+            continue
+        row[f"base_seconds{suffix}"] = round(_per_unit(base, key), 3)
+        row[f"ratio_base{suffix}"] = round(statistics.median(paired), 3)
+        row[f"ratio_base{suffix}_per_round"] = [round(r, 3) for r in paired]
+        if group == "official" and stage in ISSUE:
+            fig = ISSUE[stage]
+            ratio = fig["official"] / fig["base"] * row[f"ratio_base{suffix}"]
+            row[f"ratio_official{suffix}"] = round(ratio, 3)
 
 
 def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: list[str]) -> dict:
     rows = []
-    med = {}
-    for (group, stage, variant, code), results in samples.items():
-        ok = [r for r in results if "error" not in r]
-        if not ok:
-            continue
-        per_unit = statistics.median(t * r["scale"] for r in ok for t in r["samples"])
-        med[group, stage, variant, code] = (per_unit, ok[0], max(r["peak_rss_mb"] for r in ok))
-    for (group, stage, variant, code), (seconds, info, peak) in med.items():
+    ok = {k: [r for r in v if "error" not in r] for k, v in samples.items()}
+    ok = {k: v for k, v in ok.items() if v}
+    for (group, stage, variant, code), results in ok.items():
         if code != "new" or stage.startswith("anchor"):
             continue
+        seconds = _per_unit(results, "samples")
         row = {
             "stage": stage,
             "settings": f"{group}: width {GROUPS[group]['width']}"
             + (f", {variant}" if variant != "-" else ""),
             "seconds": round(seconds, 3),
             "unit": UNITS[stage],
-            "peak_rss_mb": round(peak, 1),
-            "measured": info["measured"],
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in results), 1),
+            "measured": results[0]["measured"],
+            "rounds": len(results),
         }
-        base_key = (group, stage, "tesla" if variant == "tesla_fd" else variant, "base")
-        base = med.get(base_key)
+        cpu = _per_unit(results, "cpu_samples")
+        if cpu is not None:
+            row["seconds_cpu"] = round(cpu, 3)
+        base = ok.get((group, stage, "tesla" if variant == "tesla_fd" else variant, "base"))
         if base is not None:
-            paired = _paired_ratios(samples[base_key], samples[group, stage, variant, code])
-            row["base_seconds"] = round(base[0], 3)
-            row["base_peak_rss_mb"] = round(base[2], 1)
-            row["ratio_base"] = round(statistics.median(paired), 3)
-            row["ratio_base_per_round"] = [round(r, 3) for r in paired]
-            if group == "official" and stage in ISSUE:
-                fig = ISSUE[stage]
-                row["ratio_official"] = round(fig["official"] / fig["base"] * row["ratio_base"], 3)
-        batch = 100 if stage in ("distill_iteration", "evaluate_seed") else 256
-        anchor_row = med.get((group, f"anchor_{batch}", "-", "new"))
-        if anchor_row is not None:
-            per_image_anchor = anchor_row[0] / batch
+            row["base_peak_rss_mb"] = round(max(r["peak_rss_mb"] for r in base), 1)
+            _base_fields(row, stage, group, base, results)
+        batch = STAGE_BATCH[stage]
+        anchor = ok.get((group, f"anchor_{batch}", "-", "new"))
+        if anchor is not None:
+            per_image_anchor = _per_unit(anchor, "samples") / batch
             row["anchor_seconds_per_image"] = round(per_image_anchor, 6)
-            row["ratio_anchor"] = round(seconds / info["images"] / per_image_anchor, 3)
-        inline = [
-            (statistics.median(r["samples"]) * r["scale"] / r["images"], r["anchor_samples"])
-            for r in samples[group, stage, variant, code]
-            if "anchor_samples" in r
-        ]
-        if inline:
-            batch = STAGE_BATCH[stage]
-            per_image = statistics.median(s for _, a in inline for s in a) / batch
-            row["ratio_anchor_same_process"] = round(
-                statistics.median(t for t, _ in inline) / per_image, 3
-            )
+            images = results[0]["images"]
+            row["ratio_anchor"] = round(seconds / images / per_image_anchor, 3)
+        for suffix, key in (("", "samples"), ("_cpu", "cpu_samples")):
+            same = _same_process_anchor(results, batch, key)
+            if same is not None:
+                row[f"ratio_anchor_same_process{suffix}"] = same
         rows.append(row)
     return {
         "command": " ".join([".venv/bin/python", "benchmarks/bench_speed.py", *sys.argv[1:]]),
@@ -370,11 +396,16 @@ def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: 
         "load": load,
         "rows": rows,
         "anchor": {
-            f"{g}/{s}": round(v[0], 3)
-            for (g, s, _, c), v in med.items()
+            f"{g}/{s}": round(_per_unit(v, "samples"), 3)
+            for (g, s, _, c), v in ok.items()
             if s.startswith("anchor") and c == "new"
         },
     }
+
+
+def _cell(row: dict, key: str, digits: int = 2) -> str:
+    value = row.get(key)
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -386,34 +417,45 @@ def write_markdown(result: dict, path: Path) -> None:
         f"- date: {result['date']}; machine load (/proc/loadavg): {'; '.join(result['load'])}",
         "",
         "Seconds per unit are medians over all timed repetitions of all rounds, each timed on a",
-        "fraction of the unit and scaled (column `measured`). ratio_base = 2742c7a / this",
-        "checkout, the median over rounds of the ratio within a round (the two timed back to",
-        "back; per round in the JSON), which is steadier than the ratio of the medians when the",
-        "load changes between rounds; ratio_official = (official / 2742c7a from issue 10's",
-        "table) x ratio_base;",
+        "fraction of the unit and scaled (column `measured`), as wall time and as the process's",
+        "CPU time (`cpu`; on a shared machine the wall time also counts waiting for a core).",
+        "ratio_base = 2742c7a / this checkout, the median over rounds of the ratio within a",
+        "round (the two timed back to back in fresh processes; per round in the JSON);",
+        "ratio_official = (official / 2742c7a from issue 10's table) x ratio_base. The official",
+        "figures are wall times on a quiet machine, where wall = CPU time for one busy thread,",
+        "so the CPU-time ratio is the better estimate when the machine is loaded.",
         "ratio_anchor = (seconds per image-step of the stage) / (seconds per image of the plain",
-        "forward/backward/SGD step of the same network and batch). GSAM stages do two forward/",
-        "backward passes per image-step, so 2.0 is their floor; the classifier epoch needs one",
-        "forward per image (no backward through the backbone). `ratio_anchor same process`",
-        "(runs with --inline-anchor) times an anchor step right after each repetition in the",
-        "same process, so both see the same load; these runs carry an extra model, so their",
-        "peak RSS is not the stage's.",
+        "forward/backward/SGD step of the same network and batch), with the anchor timed right",
+        "after each repetition in the same process (--inline-anchor). GSAM stages do two",
+        "forward/backward passes per image-step, so 2.0 is their floor. Runs with an inline",
+        "anchor carry an extra model, so their peak RSS is a little above the stage's.",
         "",
-        "| stage | settings | s / unit | unit | peak RSS MB | 2742c7a s | ratio_base "
-        "| ratio_official | ratio_anchor | ratio_anchor same process | measured |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| stage | settings | s / unit | cpu s / unit | unit | peak RSS MB | rounds "
+        "| ratio_base | ratio_base cpu | ratio_official | ratio_official cpu "
+        "| ratio_anchor | ratio_anchor cpu | measured |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    nan = float("nan")
     for r in result["rows"]:
-        lines.append(
-            f"| {r['stage']} | {r['settings']} | {r['seconds']:.2f} | {r['unit']} | "
-            f"{r['peak_rss_mb']:.0f} | {r.get('base_seconds', nan):.2f} | "
-            f"{r.get('ratio_base', nan):.2f} | {r.get('ratio_official', nan):.2f} | "
-            f"{r.get('ratio_anchor', nan):.2f} | {r.get('ratio_anchor_same_process', nan):.2f} | "
-            f"{r['measured']} |"
-        )
+        anchor = r.get("ratio_anchor_same_process", r.get("ratio_anchor"))
+        cells = [
+            r["stage"],
+            r["settings"],
+            _cell(r, "seconds"),
+            _cell(r, "seconds_cpu"),
+            r["unit"],
+            f"{r['peak_rss_mb']:.0f}",
+            str(r.get("rounds", "")),
+            _cell(r, "ratio_base"),
+            _cell(r, "ratio_base_cpu"),
+            _cell(r, "ratio_official"),
+            _cell(r, "ratio_official_cpu"),
+            "" if anchor is None else f"{anchor:.2f}",
+            _cell(r, "ratio_anchor_same_process_cpu"),
+            r["measured"],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     anchors = ", ".join(f"{k} {v:.3f}" for k, v in result["anchor"].items())
-    lines += ["", f"Anchor seconds per step: {anchors}."]
+    lines += ["", f"Anchor seconds per step (separate processes): {anchors}."]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -451,8 +493,10 @@ def main() -> None:
         if args.inline_anchor and not stage.startswith("anchor"):
             PAIRED["step"] = _anchor_step(GROUPS[group]["width"], STAGE_BATCH[stage])
         result = STAGES[stage](GROUPS[group], variant)
+        result["cpu_samples"] = CPU_SAMPLES
         if PAIRED["samples"]:
             result["anchor_samples"] = PAIRED["samples"]
+            result["anchor_cpu_samples"] = PAIRED["cpu_samples"]
         print(json.dumps({**result, "peak_rss_mb": _peak_mb(), "loadavg": _loadavg()}))
         return
     new_src = str((args.new_src or Path(__file__).resolve().parent.parent / "src").resolve())
