@@ -179,9 +179,12 @@ def distill_iteration(group: dict, mode: str) -> dict:
     ]
     fn = GRADIENT_MODES.get(mode)
     k = 1
+    phase_wall: list[list[float]] = [[] for _ in phases]
+    phase_cpu: list[list[float]] = [[] for _ in phases]
 
     def iteration() -> None:
-        for loss_fn, target, match, free_start in phases:
+        for i, (loss_fn, target, match, free_start) in enumerate(phases):
+            tick, cpu = time.perf_counter(), time.process_time()
             match = layout.mask("classifier") if match is None else match
             steps = []
             for _ in range(k):
@@ -201,6 +204,8 @@ def distill_iteration(group: dict, mode: str) -> dict:
                 match,
                 free_start,
             )
+            phase_wall[i].append(time.perf_counter() - tick)
+            phase_cpu[i].append(time.process_time() - cpu)
 
     times = _timed(iteration, 1, 2)
     scale = group["syn_steps"] / k
@@ -209,6 +214,9 @@ def distill_iteration(group: dict, mode: str) -> dict:
         "scale": scale,
         "measured": f"{k} + {k} inner steps of {n}, x {scale:g}",
         "images": 2 * group["syn_steps"] * n,
+        # per phase, the timed repetitions only (the first call is the warm-up)
+        "phase_samples": [w[1:] for w in phase_wall],
+        "phase_cpu_samples": [c[1:] for c in phase_cpu],
     }
 
 
@@ -352,6 +360,27 @@ def _base_fields(row: dict, stage: str, group: str, base: list[dict], new: list[
             row[f"ratio_official{suffix}"] = round(ratio, 3)
 
 
+PHASES_ISSUE = {"official": (37.8, 36.0), "base": (37.7, 9.6)}
+"""Issue 10's distillation phases (phase 1 DAM, phase 2 ED), seconds per iteration."""
+
+
+def _phase_fields(row: dict, base: list[dict], new: list[dict]) -> None:
+    """Per-phase ratio_base and ratio_official (wall and CPU) of a distillation row."""
+    for suffix, key in (("", "phase_samples"), ("_cpu", "phase_cpu_samples")):
+        for i in range(2):
+            paired = [
+                statistics.median(b[key][i]) / statistics.median(n[key][i])
+                for b, n in zip(base, new, strict=False)
+                if b.get(key) and n.get(key)
+            ]
+            if not paired:
+                continue
+            ratio = statistics.median(paired)
+            row[f"phase{i + 1}_ratio_base{suffix}"] = round(ratio, 3)
+            official = PHASES_ISSUE["official"][i] / PHASES_ISSUE["base"][i] * ratio
+            row[f"phase{i + 1}_ratio_official{suffix}"] = round(official, 3)
+
+
 def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: list[str]) -> dict:
     rows = []
     ok = {k: [r for r in v if "error" not in r] for k, v in samples.items()}
@@ -377,6 +406,8 @@ def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: 
         if base is not None:
             row["base_peak_rss_mb"] = round(max(r["peak_rss_mb"] for r in base), 1)
             _base_fields(row, stage, group, base, results)
+            if stage == "distill_iteration" and group == "official":
+                _phase_fields(row, base, results)
         batch = STAGE_BATCH[stage]
         anchor = ok.get((group, f"anchor_{batch}", "-", "new"))
         if anchor is not None:
