@@ -152,6 +152,10 @@ def classifier_epoch(group: dict) -> dict:
     return _expert_epoch(group, "classifier", 4, CLASS_AWARE_DRAWS)
 
 
+INNER: dict = {"steps": 1}
+"""Inner steps per phase timed by `distill_iteration` (--inner-steps; the cost is scaled)."""
+
+
 def distill_iteration(group: dict, mode: str) -> dict:
     """LTDD's two phases (DAM: S = backbone, U = all; ED: S = U = classifier), k inner steps
     each, scaled to `syn_steps` (TESLA's cost is linear in the inner steps)."""
@@ -178,7 +182,7 @@ def distill_iteration(group: dict, mode: str) -> dict:
         (inner_loss("soft_ce", counts), start + move * layout.mask("classifier"), None, cs),
     ]
     fn = GRADIENT_MODES.get(mode)
-    k = 1
+    k = INNER["steps"]
     phase_wall: list[list[float]] = [[] for _ in phases]
     phase_cpu: list[list[float]] = [[] for _ in phases]
 
@@ -289,11 +293,14 @@ def _as_the_cli_does() -> None:
     keep_freed_memory()
 
 
-def run_one(key: tuple[str, str, str, str], src: str, threads: int, inline: bool) -> dict:
+def run_one(
+    key: tuple[str, str, str, str], src: str, threads: int, inline: bool, inner_steps: int = 1
+) -> dict:
     """One measurement in a fresh process with PYTHONPATH `src`."""
     group, stage, variant, code = key
     env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--one", group, stage, variant, "--threads", str(threads)]
+    cmd += ["--inner-steps", str(inner_steps)]
     cmd += ["--inline-anchor"] if inline and code == "new" else []
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -515,12 +522,19 @@ def main() -> None:
         action="store_true",
         help="this checkout's workers also time an anchor step after each repetition",
     )
+    parser.add_argument(
+        "--inner-steps",
+        type=int,
+        default=1,
+        help="inner steps per phase timed in a distillation iteration (scaled to the setting's)",
+    )
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         torch.set_num_threads(args.threads)
         _as_the_cli_does()
         group, stage, variant = args.one
+        INNER["steps"] = args.inner_steps
         if args.inline_anchor and not stage.startswith("anchor"):
             PAIRED["step"] = _anchor_step(GROUPS[group]["width"], STAGE_BATCH[stage])
         result = STAGES[stage](GROUPS[group], variant)
@@ -551,7 +565,7 @@ def main() -> None:
         ]
         for key in todo:
             src = str(args.base_src.resolve()) if key[3] == "base" else new_src
-            result = run_one(key, src, args.threads, args.inline_anchor)
+            result = run_one(key, src, args.threads, args.inline_anchor, args.inner_steps)
             samples.setdefault(key, []).append(result)
             print(round_, key, json.dumps(result)[:160], flush=True)
             flat = [{"key": list(k), "result": r} for k, rs in samples.items() for r in rs]
