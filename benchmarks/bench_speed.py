@@ -492,8 +492,29 @@ def write_markdown(result: dict, path: Path) -> None:
             r["measured"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    anchors = ", ".join(f"{k} {v:.3f}" for k, v in result["anchor"].items())
-    lines += ["", f"Anchor seconds per step (separate processes): {anchors}."]
+    lines += [
+        "",
+        "Per round (base / this checkout, wall; cpu) and per phase of the distillation:",
+        "",
+    ]
+    for r in result["rows"]:
+        if "ratio_base_per_round" not in r:
+            continue
+        wall = ", ".join(f"{x:.2f}" for x in r["ratio_base_per_round"])
+        cpu = ", ".join(f"{x:.2f}" for x in r.get("ratio_base_cpu_per_round", []))
+        line = f"- {r['stage']} ({r['settings']}): rounds {wall}; cpu {cpu}"
+        for i in (1, 2):
+            if f"phase{i}_ratio_official" in r:
+                line += (
+                    f"; phase {i}: ratio_base {r[f'phase{i}_ratio_base']:.2f} "
+                    f"(cpu {r.get(f'phase{i}_ratio_base_cpu', float('nan')):.2f}), "
+                    f"ratio_official {r[f'phase{i}_ratio_official']:.2f} "
+                    f"(cpu {r.get(f'phase{i}_ratio_official_cpu', float('nan')):.2f})"
+                )
+        lines.append(line)
+    if result["anchor"]:
+        anchors = ", ".join(f"{k} {v:.3f}" for k, v in result["anchor"].items())
+        lines += ["", f"Anchor seconds per step (separate processes): {anchors}."]
     path.write_text("\n".join(lines) + "\n")
 
 
