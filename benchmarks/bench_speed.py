@@ -426,6 +426,11 @@ def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: 
             same = _same_process_anchor(results, batch, key)
             if same is not None:
                 row[f"ratio_anchor_same_process{suffix}"] = same
+        if "ratio_anchor_same_process" in row:  # same load as the stage: preferred
+            row["ratio_anchor"] = row["ratio_anchor_same_process"]
+            row["ratio_anchor_timing"] = "same process"
+        elif "ratio_anchor" in row:
+            row["ratio_anchor_timing"] = "separate processes"
         rows.append(row)
     return {
         "command": " ".join([".venv/bin/python", "benchmarks/bench_speed.py", *sys.argv[1:]]),
