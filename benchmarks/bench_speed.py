@@ -388,6 +388,10 @@ def _phase_fields(row: dict, base: list[dict], new: list[dict]) -> None:
             row[f"phase{i + 1}_ratio_official{suffix}"] = round(official, 3)
 
 
+def _command() -> str:
+    return " ".join([".venv/bin/python", "benchmarks/bench_speed.py", *sys.argv[1:]])
+
+
 def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: list[str]) -> dict:
     rows = []
     ok = {k: [r for r in v if "error" not in r] for k, v in samples.items()}
@@ -432,8 +436,11 @@ def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: 
         elif "ratio_anchor" in row:
             row["ratio_anchor_timing"] = "separate processes"
         rows.append(row)
+    measured = sorted({r["command"] for rs in ok.values() for r in rs if "command" in r})
     return {
-        "command": " ".join([".venv/bin/python", "benchmarks/bench_speed.py", *sys.argv[1:]]),
+        "command": "; ".join(measured) or _command(),
+        "report_command": _command(),
+        "note": args.note,
         "machine": machine_line,
         "date": time.strftime("%Y-%m-%d"),
         "load": load,
@@ -455,7 +462,9 @@ def write_markdown(result: dict, path: Path) -> None:
     lines = [
         "# Stage speed: this checkout vs 2742c7a (back to back), the official code and the anchor",
         "",
-        f"- command: `{result['command']}`",
+        *[f"- command: `{c}`" for c in result["command"].split("; ")],
+        f"- report: `{result['report_command']}`",
+        *([f"- note: {result['note']}"] if result.get("note") else []),
         f"- machine: {result['machine']}",
         f"- date: {result['date']}; machine load (/proc/loadavg): {'; '.join(result['load'])}",
         "",
@@ -554,6 +563,9 @@ def main() -> None:
         default=1,
         help="inner steps per phase timed in a distillation iteration (scaled to the setting's)",
     )
+    parser.add_argument(
+        "--note", default="", help="a line for the report: what the timed checkouts were"
+    )
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -592,6 +604,7 @@ def main() -> None:
         for key in todo:
             src = str(args.base_src.resolve()) if key[3] == "base" else new_src
             result = run_one(key, src, args.threads, args.inline_anchor, args.inner_steps)
+            result["command"] = _command()
             samples.setdefault(key, []).append(result)
             print(round_, key, json.dumps(result)[:160], flush=True)
             flat = [{"key": list(k), "result": r} for k, rs in samples.items() for r in rs]
