@@ -139,7 +139,8 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
         f"- run directory: `{args.run_dir}`; profile `{args.config}`; {args.iterations} "
         f"iterations per trial, validation every {args.eval_every} (network trained "
         f"{args.eval_epochs} epochs on the set, balanced accuracy on the carved validation "
-        "split); median pruner. The test set is not read.",
+        f"split); {'hand grid ' + str(args.grid) if args.grid else 'median pruner'}. "
+        "The test set is not read.",
         "",
         "| trial | preset | state | params | val. acc. it 0 → last (%) | gain (pp) | "
         "paired val. init → final (pp gain) | loss last/first per phase | α final | "
@@ -182,12 +183,15 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
     )
 
 
-def paired_validation(section, data, trial_dir: Path, seeds: int) -> dict:
+def paired_validation(section, data, trial_dir: Path, seeds: int) -> dict | None:
     """Validation balanced accuracy (%) of the final and the iteration-0 set of a finished trial,
-    one network per seed for each (same seeds), and the paired gain; written to val.json."""
+    one network per seed for each (same seeds), and the paired gain; written to val.json.
+    None with `seeds` 0 (the trial's own validation curve is then its only score)."""
     out = trial_dir / "val.json"
     if out.is_file():
         return json.loads(out.read_text())
+    if seeds == 0:
+        return None
     device = torch.device("cpu")
     scores = {}
     for name, file in (("final", "distilled.safetensors"), ("initial", INITIAL)):
@@ -225,18 +229,18 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
             trial_dir = tune_dir / "grid" / name
             if not (trial_dir / METRICS).is_file():
                 continue
-            done = (trial_dir / "val.json").is_file()
-            seconds = trial_dir / "seconds.txt"
+            finished = (trial_dir / "distilled.safetensors").is_file()
+            rows = read_metrics(trial_dir / METRICS)
             record = record_of(
                 trial_dir,
                 number=number,
-                state="COMPLETE" if done else "RUNNING",
+                state="COMPLETE" if finished else "STOPPED",
                 preset=name,
                 params=values,
                 value=None,
-                seconds=float(seconds.read_text()) if seconds.is_file() else None,
+                seconds=sum(r.get("seconds", 0.0) for r in rows),  # distillation steps only
             )
-            if done:
+            if (trial_dir / "val.json").is_file():
                 record["paired_validation"] = json.loads((trial_dir / "val.json").read_text())
                 record["value"] = record["paired_validation"]["gain_mean"]
             records.append(record)
@@ -245,12 +249,11 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
     for name in names:
         section = section_with(base, grid[name])
         trial_dir = tune_dir / "grid" / name
-        tick = time.perf_counter()
         distill(section, data, experts, trial_dir, progress=False)
         write_json(trial_dir / "section.json", to_dict(section))
         paired_validation(section, data, trial_dir, args.val_seeds)
-        (trial_dir / "seconds.txt").write_text(f"{time.perf_counter() - tick:.0f}\n")
         write_all()
+    write_all()
 
 
 def main() -> None:
@@ -268,7 +271,9 @@ def main() -> None:
     parser.add_argument("--write-config", type=Path, default=None)
     parser.add_argument("--grid", type=Path, default=None, help="YAML of named trials")
     parser.add_argument("--only", nargs="*", default=None, help="trial names of --grid")
-    parser.add_argument("--val-seeds", type=int, default=2, help="networks per set (--grid)")
+    parser.add_argument(
+        "--val-seeds", type=int, default=2, help="networks per set (--grid; 0: none)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
     torch.set_num_threads(1)
