@@ -12,6 +12,13 @@ an SQLite file in the run directory, so an interrupted search continues where it
 
 Run: `.venv/bin/python benchmarks/tune_distill.py --config configs/run/fmnist-lt-large.yaml
 --run-dir runs/b100-ipc10 --trials 8` (needs the `bench` extra: `pip install -e .[bench]`).
+
+`--grid FILE` runs a hand grid instead of the sampler, for budgets too small for a search: FILE
+is a YAML mapping of trial names to dotted section keys (`{small-lr: {lr_img: 10, phase2.weight:
+0.2}}`), `--only NAME ...` picks some (several processes can share one grid, one name each).
+Each trial also scores its final set and its iteration-0 set on the validation split with
+`--val-seeds` networks of their own (paired seeds), so its gain is a mean over seeds rather than
+one network's difference; every trial present is written to the results as it finishes.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -29,7 +37,7 @@ import yaml
 from ltdd.config import load_config, to_dict
 from ltdd.distill import distill
 from ltdd.distill.diagnostics import read_metrics, summarize
-from ltdd.distill.engine import METRICS
+from ltdd.distill.engine import INITIAL, METRICS, derive_seed, validation_accuracy
 from ltdd.distill.methods import METHODS
 from ltdd.errors import UserError
 from ltdd.experts import TrajectoryStore
@@ -86,18 +94,26 @@ def section_with(base, values: dict):
 
 
 def trial_record(trial: optuna.trial.FrozenTrial, trial_dir: Path) -> dict:
+    return record_of(
+        trial_dir,
+        number=trial.number,
+        state=trial.state.name,
+        preset=trial.user_attrs.get("preset"),
+        params=trial.params,
+        value=trial.value,
+        seconds=trial.user_attrs.get("seconds"),
+    )
+
+
+def record_of(trial_dir: Path, **fields) -> dict:
+    """A trial's fields plus the diagnostics its directory holds."""
     rows = read_metrics(trial_dir / METRICS) if (trial_dir / METRICS).is_file() else []
     init = None
     if (trial_dir / "initial.safetensors").is_file():
         init = load_tensors(trial_dir / "initial.safetensors")[1].get("init")
     summary = summarize(rows, init)
     return {
-        "number": trial.number,
-        "state": trial.state.name,
-        "preset": trial.user_attrs.get("preset"),
-        "params": trial.params,
-        "value": trial.value,
-        "seconds": trial.user_attrs.get("seconds"),
+        **fields,
         "validation": summary["validation"],
         "phase_loss_last_over_first": summary["phase_loss_last_over_first"],
         "phase_loss_min_over_first": summary["phase_loss_min_over_first"],
@@ -107,17 +123,29 @@ def trial_record(trial: optuna.trial.FrozenTrial, trial_dir: Path) -> dict:
     }
 
 
+def paired(val: dict | None) -> str:
+    """`init → final (gain)` of a trial's paired validation, means over its seeds."""
+    if not val:
+        return "–"
+    return (
+        f"{statistics.mean(val['initial']):.1f} → {statistics.mean(val['final']):.1f} "
+        f"({val['gain_mean']:+.1f}, {len(val['gains'])} seeds)"
+    )
+
+
 def write_results(args, study: optuna.Study, records: list[dict], best: dict | None) -> None:
     lines = [
         header(f"Distillation tuning on the validation split ({args.method})"),
         f"- run directory: `{args.run_dir}`; profile `{args.config}`; {args.iterations} "
         f"iterations per trial, validation every {args.eval_every} (network trained "
         f"{args.eval_epochs} epochs on the set, balanced accuracy on the carved validation "
-        "split); median pruner. The test set is not read.",
+        f"split); {'hand grid ' + str(args.grid) if args.grid else 'median pruner'}. "
+        "The test set is not read.",
         "",
         "| trial | preset | state | params | val. acc. it 0 → last (%) | gain (pp) | "
-        "loss last/first per phase | α final | mean image change | s |",
-        "|---:|---|---|---|---|---:|---|---|---:|---:|",
+        "paired val. init → final (pp gain) | loss last/first per phase | α final | "
+        "mean image change | s |",
+        "|---:|---|---|---|---|---:|---|---|---|---:|---:|",
     ]
     for r in records:
         val = r["validation"]
@@ -130,7 +158,8 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
         change = r["image_change_final"]
         lines.append(
             f"| {r['number']} | {r['preset'] or '–'} | {r['state']} | {params} | {curve} | "
-            f"{gain} | {', '.join(f'{x:.3f}' for x in r['phase_loss_last_over_first'])} | "
+            f"{gain} | {paired(r.get('paired_validation'))} | "
+            f"{', '.join(f'{x:.3f}' for x in r['phase_loss_last_over_first'])} | "
             f"{', '.join(f'{a:.4g}' for a in (r['alpha_final'] or []))} | "
             f"{sum(change) / len(change) if change else float('nan'):.3f} | "
             f"{r['seconds'] or 0:.0f} |"
@@ -154,6 +183,79 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
     )
 
 
+def paired_validation(section, data, trial_dir: Path, seeds: int) -> dict | None:
+    """Validation balanced accuracy (%) of the final and the iteration-0 set of a finished trial,
+    one network per seed for each (same seeds), and the paired gain; written to val.json.
+    None with `seeds` 0 (the trial's own validation curve is then its only score)."""
+    out = trial_dir / "val.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    if seeds == 0:
+        return None
+    device = torch.device("cpu")
+    scores = {}
+    for name, file in (("final", "distilled.safetensors"), ("initial", INITIAL)):
+        tensors, _ = load_tensors(trial_dir / file)
+        scores[name] = [
+            100
+            * validation_accuracy(
+                tensors["images"],
+                tensors["labels"],
+                float(tensors["lr"]),
+                section,
+                data,
+                device,
+                derive_seed(section.seed, 3, k),
+            )
+            for k in range(seeds)
+        ]
+    gains = [f - i for f, i in zip(scores["final"], scores["initial"], strict=True)]
+    result = {**scores, "gain_mean": sum(gains) / len(gains), "gains": gains}
+    write_json(out, result)
+    return result
+
+
+def run_grid(args, base, data, experts, tune_dir: Path) -> None:
+    """The hand grid of `--grid` (see the module docstring)."""
+    grid = yaml.safe_load(args.grid.read_text())
+    names = args.only or list(grid)
+    unknown = [n for n in names if n not in grid]
+    if unknown:
+        raise SystemExit(f"tune_distill: error: {unknown[0]} is not a trial of {args.grid}")
+
+    def write_all() -> None:
+        records = []
+        for number, (name, values) in enumerate(grid.items()):
+            trial_dir = tune_dir / "grid" / name
+            if not (trial_dir / METRICS).is_file():
+                continue
+            finished = (trial_dir / "distilled.safetensors").is_file()
+            rows = read_metrics(trial_dir / METRICS)
+            record = record_of(
+                trial_dir,
+                number=number,
+                state="COMPLETE" if finished else "STOPPED",
+                preset=name,
+                params=values,
+                value=None,
+                seconds=sum(r.get("seconds", 0.0) for r in rows),  # distillation steps only
+            )
+            if (trial_dir / "val.json").is_file():
+                record["paired_validation"] = json.loads((trial_dir / "val.json").read_text())
+                record["value"] = record["paired_validation"]["gain_mean"]
+            records.append(record)
+        write_results(args, None, records, None)
+
+    for name in names:
+        section = section_with(base, grid[name])
+        trial_dir = tune_dir / "grid" / name
+        distill(section, data, experts, trial_dir, progress=False)
+        write_json(trial_dir / "section.json", to_dict(section))
+        paired_validation(section, data, trial_dir, args.val_seeds)
+        write_all()
+    write_all()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
@@ -167,6 +269,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=None, help="seconds for the search")
     parser.add_argument("--out", default="tune-distill")
     parser.add_argument("--write-config", type=Path, default=None)
+    parser.add_argument("--grid", type=Path, default=None, help="YAML of named trials")
+    parser.add_argument("--only", nargs="*", default=None, help="trial names of --grid")
+    parser.add_argument(
+        "--val-seeds", type=int, default=2, help="networks per set (--grid; 0: none)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -193,6 +300,9 @@ def main() -> None:
     )
     tune_dir = run.dir / "tune" / args.method
     tune_dir.mkdir(parents=True, exist_ok=True)
+    if args.grid is not None:
+        run_grid(args, base, data, experts, tune_dir)
+        return
     study = optuna.create_study(
         study_name=f"{args.method}",
         storage=f"sqlite:///{tune_dir / 'study.db'}",

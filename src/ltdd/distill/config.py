@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ltdd.data.augment import DSAConfig
+from ltdd.distill.classnorm import IMAGE_GRAD_NORMS
 from ltdd.distill.init import FILL_POLICIES
 from ltdd.distill.losses import DAM_WEIGHTS
 from ltdd.distill.matching import GRADIENT_MODES
@@ -48,7 +49,13 @@ class DistillConfig:
     - `dam_weights: mean` normalises DAM's class weights to mean 1 (official: sum 1);
     - `lr_per_phase: true` learns one alpha per phase, each from its phase's `lr_init` (official:
       one alpha shared by every phase); the set's evaluation learning rate is phase 1's alpha;
-    - `lr_img_reference_ipc: K > 0` scales `lr_img` by IPC / K (official: `lr_img` as given).
+    - `lr_img_reference_ipc: K > 0` scales `lr_img` by IPC / K (official: `lr_img` as given);
+    - `eval_lr_scale: s` stores s * alpha as the set's evaluation learning rate (official: 1, alpha
+      itself). The student steps with plain SGD while the evaluation uses momentum mu = 0.9, whose
+      steady-state step is lr / (1 - mu); s = 1 - mu = 0.1 gives the evaluation the student's step;
+    - `image_grad_norm: class` rescales each class's block of the image gradient to the mean
+      per-class norm before the image update (official: `none`), so classes whose DAM weight is
+      small (the tail) move as far as the head.
     """
 
     method: str = "ltdd"
@@ -65,6 +72,8 @@ class DistillConfig:
     lr_per_phase: bool = False
     lr_img_reference_ipc: int = field(default=0, metadata={"ge": 0})
     dam_weights: str = field(default="sum", metadata={"choices": DAM_WEIGHTS})
+    eval_lr_scale: float = field(default=1.0, metadata={"gt": 0})
+    image_grad_norm: str = field(default="none", metadata={"choices": IMAGE_GRAD_NORMS})
     fill: str = field(default="duplicate", metadata={"choices": tuple(FILL_POLICIES.names())})
     jitter: float = field(default=0.1, metadata={"ge": 0})
     threshold: float | None = field(default=None, metadata={"gt": 0})

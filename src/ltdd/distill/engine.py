@@ -36,6 +36,7 @@ from ltdd import tracking
 from ltdd.config import to_dict
 from ltdd.data.augment import apply_dsa, sample_dsa
 from ltdd.data.dataset import LongTailedData
+from ltdd.distill.classnorm import normalise_image_gradient
 from ltdd.distill.config import DistillConfig, PhaseConfig, check_phase
 from ltdd.distill.init import average_correct_logits, init_images
 from ltdd.distill.losses import InnerLoss, inner_loss
@@ -47,6 +48,7 @@ from ltdd.errors import UserError
 from ltdd.evaluate.trainer import TrainConfig, predict, train_network
 from ltdd.io import load_tensors, save_tensors, write_text
 from ltdd.models import ParamLayout, create_model
+from ltdd.select import extract_features, model_from_flat, select_herding
 
 log = logging.getLogger(__name__)
 
@@ -212,16 +214,19 @@ def initial_state(
         def predict(x: Tensor) -> Tensor:
             return selector(x).argmax(dim=1)
 
-    images, classes, record = init_images(
-        data.train_images.cpu(),
-        data.train_labels.cpu(),
-        data.num_classes,
-        cfg.ipc,
-        cfg.fill,
-        generator,
-        predict=predict,
-        jitter=cfg.jitter,
-    )
+    if method.image_init == "herding":
+        images, classes, record = herding_images(cfg, data, experts[method.phases[0].experts])
+    else:
+        images, classes, record = init_images(
+            data.train_images.cpu(),
+            data.train_labels.cpu(),
+            data.num_classes,
+            cfg.ipc,
+            cfg.fill,
+            generator,
+            predict=predict,
+            jitter=cfg.jitter,
+        )
     if method.label_kind == "hard":
         labels = classes
     else:
@@ -257,6 +262,29 @@ def initial_state(
         cursors=[ExpertCursor.fresh(plan.source.num_experts) for plan in plans],
         init_record=record,
     )
+
+
+def herding_images(
+    cfg: DistillConfig, data: LongTailedData, source: TrajectorySource
+) -> tuple[Tensor, Tensor, dict]:
+    """IPC images per class chosen by herding on the features of `source`'s expert 0 at its last
+    kept epoch (classes with fewer images repeat theirs cyclically), their classes and a record."""
+    overrides = {k: v for k, v in cfg.model_overrides().items() if v is not None}
+    flat = source.snapshot(0, source.epochs[-1])
+    model = model_from_flat(cfg.model, data.num_classes, data.image_shape, flat, **overrides)
+    features = extract_features(model, data.train_images.cpu())
+    labels = data.train_labels.cpu()
+    index = torch.as_tensor(select_herding(features, labels.numpy(), data.num_classes, cfg.ipc))
+    real = [min(cfg.ipc, int((labels == c).sum())) for c in range(data.num_classes)]
+    record = {
+        "selection": "herding",
+        "fill_policy": "duplicate",
+        "jitter": None,
+        "real_per_class": real,
+        "filled_per_class": [cfg.ipc - r for r in real],
+        "noise_classes": [],
+    }
+    return data.train_images.cpu()[index], labels[index], record
 
 
 def _steps(
@@ -349,6 +377,7 @@ def outer_step(
         if grads.labels is not None:
             combined["labels"] = combined["labels"] + weight * grads.labels
     combined["lr"] = torch.stack(lr_grads) if state.lr.dim() else sum(lr_grads)
+    combined["images"] = normalise_image_gradient(combined["images"], cfg.ipc, cfg.image_grad_norm)
     total = sum(losses)
     if not np.isfinite(total):
         raise Diverged(f"matching loss is {total}")
@@ -377,7 +406,7 @@ def outer_step(
         "phase_matching_losses": raw,
         "experts": experts,
         "start_epochs": starts,
-        "lr": eval_lr(state),
+        "lr": eval_lr(state, cfg.eval_lr_scale),
         "phase_lr": [float(phase_lr(state.lr, i).detach()) for i in range(len(plans))],
         "updated": updated,
     }
@@ -388,9 +417,10 @@ def phase_lr(lr: Tensor, index: int) -> Tensor:
     return lr[index] if lr.dim() else lr
 
 
-def eval_lr(state: State) -> float:
-    """The set's evaluation learning rate: the shared alpha, or phase 1's with `lr_per_phase`."""
-    return float(phase_lr(state.lr, 0).detach())
+def eval_lr(state: State, scale: float = 1.0) -> float:
+    """The set's evaluation learning rate: `scale` times the shared alpha, or phase 1's with
+    `lr_per_phase` (`eval_lr_scale`; the official code uses alpha itself, scale 1)."""
+    return scale * float(phase_lr(state.lr, 0).detach())
 
 
 def _momentum(opt: torch.optim.SGD) -> Tensor | None:
@@ -462,18 +492,26 @@ def _validation_accuracy(
     state: State, cfg: DistillConfig, data: LongTailedData, device: torch.device
 ) -> float:
     """Balanced accuracy on the held-out validation split of a network trained on the set."""
+    lr = eval_lr(state, cfg.eval_lr_scale)
+    images, labels = state.images.detach(), state.labels.detach()
+    return validation_accuracy(images, labels, lr, cfg, data, device, derive_seed(cfg.seed, 2))
+
+
+def validation_accuracy(
+    images: Tensor,
+    labels: Tensor,
+    lr: float,
+    cfg: DistillConfig,
+    data: LongTailedData,
+    device: torch.device,
+    seed: int,
+) -> float:
+    """Balanced accuracy on the validation split of a network (the distillation's model,
+    `eval_epochs` epochs, seed `seed`) trained on the set (images, labels, lr)."""
     train_cfg = TrainConfig(
         model=cfg.model, width=cfg.width, depth=cfg.depth, norm=cfg.norm, epochs=cfg.eval_epochs
     )
-    model = train_network(
-        state.images.detach(),
-        state.labels.detach(),
-        eval_lr(state),
-        data.num_classes,
-        train_cfg,
-        seed=derive_seed(cfg.seed, 2),
-        device=device,
-    )
+    model = train_network(images, labels, lr, data.num_classes, train_cfg, seed=seed, device=device)
     pred = torch.as_tensor(predict(model, data.val_images))
     truth = data.val_labels.cpu()
     per_class = [
@@ -561,7 +599,7 @@ def distill(
         log.info("resuming from %s at iteration %d", ckpt_path, saved)
     lines = list(_metrics_lines(metrics_path, state.iteration))
     if cfg.eval_every and not lines:  # the validation accuracy of the iteration-0 set
-        first = {"iteration": 0, "lr": eval_lr(state)}
+        first = {"iteration": 0, "lr": eval_lr(state, cfg.eval_lr_scale)}
         first["val_balanced_accuracy"] = _validation_accuracy(state, cfg, data, device)
         lines = [json.dumps(first)]
         if on_record is not None:
@@ -612,7 +650,7 @@ def save_set(
     tensors = {
         "images": state.images,
         "labels": state.labels,
-        "lr": torch.tensor(eval_lr(state)),
+        "lr": torch.tensor(eval_lr(state, cfg.eval_lr_scale)),
         "classes": classes,
     }
     extra = {"phase_lr": state.lr.detach().cpu().reshape(-1).tolist()}

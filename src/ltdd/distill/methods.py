@@ -18,7 +18,9 @@ from ltdd.registry import Registry
 PARAM_GROUPS = ("all", "backbone", "classifier")
 UPDATE_GROUPS = ("all", "classifier")
 LABEL_KINDS = ("hard", "soft")
-IMAGE_INITS = ("random_real", "correct_real")
+IMAGE_INITS = ("random_real", "correct_real", "herding")
+"""`herding`: herding on the penultimate features of the first phase's expert 0 at its last kept
+epoch (the `herding` baseline's selection; an option, the official code has no such init)."""
 
 
 def _check(slot: str, value: str, allowed: tuple[str, ...]) -> None:
