@@ -3,7 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from ltdd.allocator import keep_freed_memory
+
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (official-format writers)
+keep_freed_memory()  # as the `ltdd` command does: no page faults on re-allocated tensors
 
 
 @pytest.fixture(autouse=True, scope="session")
