@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ltdd import commands
+from ltdd.allocator import keep_freed_memory
 from ltdd.errors import UserError
 from ltdd.evaluate.evaluate import PROFILES
 from ltdd.export import EXPORTERS
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

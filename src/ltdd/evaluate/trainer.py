@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ltdd.allocator import keep_freed_memory
 from ltdd.data.augment import DSAConfig, dsa
 from ltdd.models import create_model
 
@@ -69,6 +70,7 @@ def train_network(
     progress: bool = False,
 ) -> nn.Module:
     """Train a fresh `cfg.model` on (images, labels) and return it in eval mode."""
+    keep_freed_memory()
     model = build_model(cfg, num_classes, tuple(images.shape[1:]), seed, device)
     generator = torch.Generator().manual_seed(seed + 1)
     images, labels = images.to(device), labels.to(device)

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm import tqdm
 
+from ltdd.allocator import keep_freed_memory
 from ltdd.data.augment import dsa
 from ltdd.errors import UserError
 from ltdd.evaluate.metrics import classification_report
@@ -62,6 +63,7 @@ class Engine:
         image_shape: tuple[int, int, int],
         device: torch.device,
     ) -> None:
+        keep_freed_memory()
         self.cfg = cfg
         self.num_classes = num_classes
         self.image_shape = image_shape
