@@ -33,6 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ltdd import tracking
+from ltdd.allocator import keep_freed_memory
 from ltdd.config import to_dict
 from ltdd.data.augment import apply_dsa, sample_dsa
 from ltdd.data.dataset import LongTailedData
@@ -575,6 +576,7 @@ def distill(
     <= 0, stops with a UserError and keeps the last good checkpoint. `on_record` is called with
     every metrics record once it is written (a tuner may raise from it to stop the run).
     """
+    keep_freed_memory()
     device = torch.device(device)
     out_dir = Path(out_dir)
     out_path = out_dir / DISTILLED
