@@ -45,6 +45,11 @@ class RecalibrationConfig:
     variance: str = field(default="mixture", metadata={"choices": ("mixture", "paper")})
     write_buffers: bool = True
     batch_size: int = field(default=500, metadata={"ge": 1})
+    # layerwise: layer l's targets measured after layers < l hold their new buffers (consistent
+    # with the observer recovery uses); single: one pass, then all buffers written (spec §1.3)
+    passes: str = field(default="layerwise", metadata={"choices": ("layerwise", "single")})
+    # statistics over at most this many images per class (seeded subset; 0 = every image)
+    max_images_per_class: int = field(default=0, metadata={"ge": 0})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from ltdd.select import select_random
 from ltdd.unilevel.adsa import calibrate
 from ltdd.unilevel.config import UnilevelConfig
 from ltdd.unilevel.experts import ensure_experts, load_expert, store_hash
-from ltdd.unilevel.init import confidence_init
+from ltdd.unilevel.init import candidate_pool, confidence_init
 from ltdd.unilevel.recalibrate import recalibrate
 from ltdd.unilevel.recover import pixel_bounds, recover
 from ltdd.unilevel.relabel import teacher_logits
@@ -29,6 +29,18 @@ from ltdd.unilevel.relabel import teacher_logits
 def experts_folder(cfg: UnilevelConfig, data: LongTailedData, root: Path) -> Path:
     """Where the experts of this expert config and data live (one folder per config hash)."""
     return Path(root) / store_hash(cfg.experts, data)[:12]
+
+
+def statistics_subset(cfg: UnilevelConfig, data: LongTailedData) -> tuple:
+    """The real images recalibration reads: all, or a seeded subset of at most
+    `recalibration.max_images_per_class` per class (exact pooled statistics of that subset)."""
+    limit = cfg.recalibration.max_images_per_class
+    if not limit:
+        return data.train_images, data.train_labels
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    pool = candidate_pool(data.train_labels.numpy(), data.num_classes, limit, gen)
+    idx = pool[pool >= 0]
+    return data.train_images[idx], data.train_labels[idx]
 
 
 def initial_set(cfg: UnilevelConfig, teacher, data: LongTailedData, ipc: int) -> tuple:
@@ -92,15 +104,17 @@ def synthesize(
     teacher = load_expert(folder, "teacher", data, device)
     with measure(device) as timings["recalibration"]:
         rc = cfg.recalibration
+        stats_images, stats_labels = statistics_subset(cfg, data)
         targets = recalibrate(
             observer,
-            data.train_images,
-            data.train_labels,
+            stats_images,
+            stats_labels,
             data.num_classes,
             rc.batch_size,
             rc.mode,
             rc.variance,
             rc.write_buffers,
+            passes=rc.passes,
         )
     with measure(device) as timings["initialisation"]:
         images, classes, init_info = initial_set(cfg, teacher, data, ipc)
