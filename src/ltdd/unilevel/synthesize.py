@@ -18,7 +18,7 @@ from ltdd.distilled import DistilledSet
 from ltdd.pipeline.resources import measure
 from ltdd.select import select_random
 from ltdd.unilevel.adsa import calibrate
-from ltdd.unilevel.config import UnilevelConfig
+from ltdd.unilevel.config import RecoverConfig, UnilevelConfig
 from ltdd.unilevel.experts import ensure_experts, load_expert, store_hash
 from ltdd.unilevel.init import candidate_pool, confidence_init
 from ltdd.unilevel.recalibrate import recalibrate
@@ -152,13 +152,26 @@ def synthesize(
 
 
 def without(cfg: UnilevelConfig, component: str) -> UnilevelConfig:
-    """One ablation's config: debiasing, recalibration, initialisation, recovery or adsa."""
+    """One ablation's config: debiasing, recalibration, initialisation, recovery, adsa or
+    layerwise. `recovery`, `adsa` and `layerwise` toggle: a profile with recovery off gets the
+    spec's default recovery (`RecoverConfig().iterations`), one with single-pass
+    recalibration gets layer-wise passes."""
     replace = dataclasses.replace
+
+    def recovery(c: UnilevelConfig) -> UnilevelConfig:
+        its = 0 if c.recover.iterations else RecoverConfig().iterations
+        return replace(c, recover=replace(c.recover, iterations=its))
+
+    def layerwise(c: UnilevelConfig) -> UnilevelConfig:
+        passes = "single" if c.recalibration.passes == "layerwise" else "layerwise"
+        return replace(c, recalibration=replace(c.recalibration, passes=passes))
+
     changes = {
         "debiasing": lambda c: replace(c, experts=replace(c.experts, debias=False)),
         "recalibration": lambda c: replace(c, recalibration=replace(c.recalibration, mode="ema")),
         "initialisation": lambda c: replace(c, init=replace(c.init, mode="random")),
-        "recovery": lambda c: replace(c, recover=replace(c.recover, iterations=0)),
+        "recovery": recovery,
         "adsa": lambda c: replace(c, relabel=replace(c.relabel, adsa=not c.relabel.adsa)),
+        "layerwise": layerwise,
     }
     return changes[component](cfg)
