@@ -33,11 +33,11 @@ from ltdd.io import read_json, write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.resources import measure
 from ltdd.select import extract_features, select_herding, select_random
-from ltdd.unilevel.adsa import calibrate_set, log_prior
+from ltdd.unilevel.adsa import log_prior
 from ltdd.unilevel.edc import evaluate_edc
 from ltdd.unilevel.experts import load_expert, per_epoch_metrics
-from ltdd.unilevel.relabel import OnlineTeacher, teacher_logits
-from ltdd.unilevel.synthesize import experts_folder, synthesize, without
+from ltdd.unilevel.relabel import OnlineTeacher
+from ltdd.unilevel.synthesize import experts_folder, label_set, synthesize, without
 
 from common import RESULTS, header, machine
 
@@ -116,18 +116,6 @@ class Bench:
         s.save(path)
         return s, timings
 
-    @staticmethod
-    def adsa_set(full: DistilledSet) -> tuple[DistilledSet, dict]:
-        """ADSA only changes labels: the full set's images with its logits shifted by τ*·log π
-        (identical to `synthesize` with relabel.adsa toggled, without recomputing recovery)."""
-        if full.meta["unilevel"]["relabel"]["adsa"]:
-            raise SystemExit("the profile already applies ADSA; -adsa expects it off")
-        counts = full.meta["train_counts"]
-        s = calibrate_set(full, counts)
-        relabel = {**full.meta["unilevel"]["relabel"], "adsa": True, "adsa_tau": s.meta["adsa_tau"]}
-        s.meta["unilevel"] = {**full.meta["unilevel"], "relabel": relabel}
-        return s, {k: v for k, v in full.meta["unilevel"]["timings"].items()}
-
     def teacher_set(self, cfg: RunConfig, data, selection: str, adsa: bool) -> DistilledSet:
         """Real images (random or herding on the teacher's features) + teacher soft labels."""
         teacher = load_expert(
@@ -142,10 +130,10 @@ class Bench:
         idx = torch.as_tensor(idx)
         images, classes = data.train_images[idx], data.train_labels[idx]
         meta = set_metadata(data, cfg.data, f"{selection}+teacher", cfg.ipc)
-        s = DistilledSet(
-            images, teacher_logits(teacher, images), cfg.unilevel.relabel.set_lr, meta, classes
-        )
-        return calibrate_set(s, data.train_counts) if adsa else s
+        ucfg = without(cfg.unilevel, "adsa") if adsa != cfg.unilevel.relabel.adsa else cfg.unilevel
+        labels, info = label_set(ucfg, teacher, images, classes, data.train_counts)
+        meta = {**meta, "adsa_tau": info["adsa_tau"], "hard_weight": info["hard_weight"]}
+        return DistilledSet(images, labels, ucfg.relabel.set_lr, meta, classes)
 
     # ---- evaluation -----------------------------------------------------------------------
     def shared(self, s: DistilledSet, data, cfg: RunConfig) -> dict:
@@ -212,10 +200,7 @@ class Bench:
                 )
                 row = self.row(cell, "unilevel", "full", "edc", res, labels="online")
             elif name.startswith("-"):
-                if name == "-adsa":
-                    s, t = self.adsa_set(full)
-                else:
-                    s, t = self.unilevel_set(cfg, data, name)
+                s, t = self.unilevel_set(cfg, data, name)
                 res = self.shared(s, data, cfg)
                 row = self.row(
                     cell,

@@ -42,7 +42,7 @@ from ltdd.unilevel.experts import ensure_experts, load_expert, per_epoch_metrics
 from ltdd.unilevel.recalibrate import recalibrate
 from ltdd.unilevel.recover import alignment_loss, pixel_bounds, recover
 from ltdd.unilevel.relabel import teacher_logits
-from ltdd.unilevel.synthesize import experts_folder, initial_set
+from ltdd.unilevel.synthesize import experts_folder, initial_set, label_set
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "configs/run/unilevel-fmnist.yaml"
@@ -232,6 +232,26 @@ def exp_recover(ctx: Context) -> None:
         )
 
 
+def exp_kappa(ctx: Context) -> None:
+    """The profile's set (init + recovery) with the hard-label share κ of its stored labels."""
+    observer, teacher = ctx.nets()
+    ucfg = ctx.cfg.unilevel
+    images, classes, _ = initial_set(ucfg, teacher, ctx.data, ctx.cfg.ipc)
+    if ucfg.recover.iterations:
+        targets = recalibrate(observer, ctx.data.train_images, ctx.data.train_labels, 10)
+        bounds = pixel_bounds(ctx.data.train_images)
+        images, _ = recover(observer, images, classes, targets, 10, ucfg.recover, bounds, 0)
+    for kappa in ctx.args.kappas:
+        key = f"kappa/{kappa:g} T={ucfg.relabel.temperature:g} lr={ucfg.relabel.set_lr:g}"
+        if ctx.done(key):
+            continue
+        cfg = dataclasses.replace(
+            ucfg, relabel=dataclasses.replace(ucfg.relabel, hard_weight=kappa)
+        )
+        labels, _ = label_set(cfg, teacher, images, classes, ctx.data.train_counts)
+        ctx.record(key, ctx.val(images, labels, ucfg.relabel.set_lr))
+
+
 def exp_teacher(ctx: Context) -> None:
     """A longer-trained debiased expert, validation accuracy (classes 1..9) after every epoch."""
     ucfg = dataclasses.replace(
@@ -282,6 +302,7 @@ EXPERIMENTS = {
     "init": exp_init,
     "recover": exp_recover,
     "teacher": exp_teacher,
+    "kappa": exp_kappa,
     "grid": exp_grid,
 }
 
@@ -299,6 +320,7 @@ def main() -> None:
     parser.add_argument("--crop-scales", type=float, nargs="+", default=[0.5, 0.8, 1.0])
     parser.add_argument("--recover", nargs="+", default=["passes=single", "passes=layerwise"])
     parser.add_argument("--teacher-epochs", type=int, default=10)
+    parser.add_argument("--kappas", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -87,6 +87,8 @@ class RelabelConfig:
     tau_step: float = field(default=0.05, metadata={"gt": 0})
     temperature: float = field(default=1.0, metadata={"gt": 0})
     set_lr: float = field(default=0.01, metadata={"gt": 0})
+    # κ: stored label = log((1 − κ)·softmax(teacher) + κ·onehot); 0 = the teacher alone
+    hard_weight: float = field(default=0.0, metadata={"ge": 0, "le": 1})
 
 
 @dataclass(frozen=True)

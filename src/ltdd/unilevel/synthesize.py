@@ -23,7 +23,7 @@ from ltdd.unilevel.experts import ensure_experts, load_expert, store_hash
 from ltdd.unilevel.init import candidate_pool, confidence_init
 from ltdd.unilevel.recalibrate import recalibrate
 from ltdd.unilevel.recover import pixel_bounds, recover
-from ltdd.unilevel.relabel import teacher_logits
+from ltdd.unilevel.relabel import mix_hard, teacher_logits
 
 
 def experts_folder(cfg: UnilevelConfig, data: LongTailedData, root: Path) -> Path:
@@ -70,7 +70,8 @@ def initial_set(cfg: UnilevelConfig, teacher, data: LongTailedData, ipc: int) ->
 def label_set(
     cfg: UnilevelConfig, teacher, images: torch.Tensor, classes: torch.Tensor, counts: list[int]
 ) -> tuple[torch.Tensor, dict]:
-    """Static soft labels: teacher logits / temperature, then ADSA's τ*·log π shift if enabled."""
+    """Static soft labels: teacher logits / temperature, then ADSA's τ*·log π shift if enabled,
+    then the hard-label share κ = `relabel.hard_weight` (see `mix_hard`)."""
     logits = teacher_logits(teacher, images) / cfg.relabel.temperature
     info = {"adsa": cfg.relabel.adsa, "adsa_tau": 0.0, "temperature": cfg.relabel.temperature}
     if cfg.relabel.adsa:
@@ -83,6 +84,8 @@ def label_set(
             step=cfg.relabel.tau_step,
         )
         info["adsa_tau"] = tau
+    logits = mix_hard(logits, classes, cfg.relabel.hard_weight)
+    info["hard_weight"] = cfg.relabel.hard_weight
     return logits, info
 
 
