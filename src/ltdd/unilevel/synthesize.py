@@ -106,19 +106,21 @@ def synthesize(
     observer = load_expert(folder, "observer", data, device)
     teacher = load_expert(folder, "teacher", data, device)
     with measure(device) as timings["recalibration"]:
-        rc = cfg.recalibration
-        stats_images, stats_labels = statistics_subset(cfg, data)
-        targets = recalibrate(
-            observer,
-            stats_images,
-            stats_labels,
-            data.num_classes,
-            rc.batch_size,
-            rc.mode,
-            rc.variance,
-            rc.write_buffers,
-            passes=rc.passes,
-        )
+        targets = None  # only recovery reads the targets: skipped when it is off
+        if cfg.recover.iterations:
+            rc = cfg.recalibration
+            stats_images, stats_labels = statistics_subset(cfg, data)
+            targets = recalibrate(
+                observer,
+                stats_images,
+                stats_labels,
+                data.num_classes,
+                rc.batch_size,
+                rc.mode,
+                rc.variance,
+                rc.write_buffers,
+                passes=rc.passes,
+            )
     with measure(device) as timings["initialisation"]:
         images, classes, init_info = initial_set(cfg, teacher, data, ipc)
     with measure(device) as timings["recovery"]:
