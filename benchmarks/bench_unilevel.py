@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import datetime
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -236,6 +237,41 @@ class Bench:
             row["eval_wall_seconds"] = time.perf_counter() - started
             self.add(key, row)
 
+    def time_synthesis(self, beta: float, ipc: int, repeats: int) -> None:
+        """Per stage, the median wall and CPU seconds and the peak RSS of `repeats` syntheses
+        with the experts already trained (what the set stage costs once they are cached)."""
+        cfg = self.run_cfg(beta, ipc)
+        data = prepare_data(cfg.data)
+        meta = set_metadata(data, cfg.data, "unilevel", cfg.ipc)
+        runs = [
+            synthesize(cfg.unilevel, data, ipc, self.work / "experts", self.device, meta)[1]
+            for _ in range(repeats)
+        ]
+        stages = [k for k in runs[0] if k != "experts"]
+        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        row = {
+            stage: {
+                "wall_s": med([r[stage]["wall_s"] for r in runs]),
+                "cpu_s": med([r[stage]["cpu_s"] for r in runs]),
+                "peak_rss_mb": max(r[stage]["peak_rss_mb"] for r in runs),
+            }
+            for stage in stages
+        }
+        total = {m: sum(row[st][m] for st in stages) for m in ("wall_s", "cpu_s")}
+        path = self.work / "synthesis.json"
+        doc = read_json(path) if path.is_file() else {}
+        doc[f"b{beta:g}-ipc{ipc}"] = {
+            "beta": beta,
+            "ipc": ipc,
+            "repeats": repeats,
+            "stages": row,
+            "synthesis": total,
+            "load_average": list(os.getloadavg()),
+            "ltdd_set_wall_s": LTDD_SET_SECONDS.get(int(beta)) if ipc == 10 else None,
+        }
+        write_json(path, doc)
+        log.info("synthesis b%g ipc%d: %s", beta, ipc, total)
+
     def record_experts(self, cfg: RunConfig, data, beta: float) -> None:
         """Per-epoch accuracy of the debiased expert (and of the plain one when trained)."""
         for name, ucfg in (
@@ -393,6 +429,7 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
     text += expert_table(Path(args.work) / "experts.json")
     text += target_check(rows)
     text += tuning_table(Path(args.work) / "tune-recovery.json")
+    text += synthesis_table(Path(args.work) / "synthesis.json")
     stage_rows = [r for r in rows if r.get("stages")]
     if stage_rows:
         text += "\n## Stage cost (Table 9 style; wall s, peak RSS MB; 2 shared cores)\n\n"
@@ -488,6 +525,32 @@ def target_check(rows: list[dict]) -> str:
     )
 
 
+def synthesis_table(path: Path) -> str:
+    """`--time-synthesis` results: median stage costs with the experts cached."""
+    if not path.is_file():
+        return ""
+    text = (
+        "\n## Synthesis cost with cached experts (`--time-synthesis`; median wall and CPU s)\n\n"
+        "| β | IPC | repeats | stage: wall s / CPU s / peak RSS MB | synthesis wall s | "
+        "synthesis CPU s | load average (1, 5, 15 min) | LTDD set wall s / synthesis wall s |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    for r in read_json(path).values():
+        stages = "; ".join(
+            f"{k} {v['wall_s']:.1f} / {v['cpu_s']:.1f} / {v['peak_rss_mb']:.0f}"
+            for k, v in r["stages"].items()
+        )
+        ltdd = r.get("ltdd_set_wall_s")
+        ratio = f"{ltdd / r['synthesis']['wall_s']:.0f}×" if ltdd else "–"
+        load = ", ".join(f"{x:.1f}" for x in r["load_average"])
+        text += (
+            f"| {r['beta']:g} | {r['ipc']} | {r['repeats']} | {stages} | "
+            f"{r['synthesis']['wall_s']:.1f} | {r['synthesis']['cpu_s']:.1f} | {load} | "
+            f"{ratio} |\n"
+        )
+    return text
+
+
 def tuning_table(path: Path) -> str:
     """benchmarks/tune_unilevel_recovery.py's validation results (β 100, IPC 10), if present."""
     if not path.is_file():
@@ -552,6 +615,12 @@ def main() -> None:
     )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
+        "--time-synthesis",
+        type=int,
+        default=0,
+        help="only time synthesis (experts cached) this many times per cell into synthesis.json",
+    )
+    parser.add_argument(
         "--previous", default=None, help="a previous session's work dir: its rows, marked old"
     )
     parser.add_argument(
@@ -569,6 +638,11 @@ def main() -> None:
         for other in args.merge:
             merge_work(Path(other), bench)
         write_outputs(bench.rows, args)
+        return
+    if args.time_synthesis:
+        for cell in args.cells:
+            beta, ipc, *_ = cell.split(":")
+            bench.time_synthesis(float(beta), int(ipc), args.time_synthesis)
         return
     for cell in args.cells:  # "beta:ipc" or "beta:ipc:row,row,..."
         beta, ipc, *only = cell.split(":")
