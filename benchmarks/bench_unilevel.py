@@ -430,6 +430,7 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
     text += target_check(rows)
     text += tuning_table(Path(args.work) / "tune-recovery.json")
     text += synthesis_table(Path(args.work) / "synthesis.json")
+    text += diagnosis_table([Path(d) for d in getattr(args, "diagnosis", [])])
     stage_rows = [r for r in rows if r.get("stages")]
     if stage_rows:
         text += "\n## Stage cost (Table 9 style; wall s, peak RSS MB; 2 shared cores)\n\n"
@@ -525,6 +526,54 @@ def target_check(rows: list[dict]) -> str:
     )
 
 
+def diagnosis_table(folders: list[Path]) -> str:
+    """benchmarks/diagnose_unilevel.py's validation results (one student each, seed 0)."""
+    found = {}
+    for folder in folders:
+        path = folder / "diagnose.json"
+        if path.is_file():
+            found.update(read_json(path))
+    if not found:
+        return ""
+    text = (
+        "\n## Diagnosis on the validation split (benchmarks/diagnose_unilevel.py; β = 100, IPC 10)"
+        "\n\nValidation = 100 Fashion-MNIST training images per class outside the LT subset "
+        "(class 0: LT images outside the sets), one student (seed 0) under the shared protocol; "
+        "never the test set. `targets`, `init`, `recover` and `labels` rows used the previous "
+        "profile's 4-epoch teacher and its crop initialisation unless the key says otherwise; "
+        "`kappa` rows use this profile (6-epoch teacher, whole images, no recovery).\n"
+    )
+    if "targets" in found:
+        text += (
+            "\nRecovery's alignment loss (terms of BN layers 1 / 2 / 3, first-layer ×10 off) of "
+            "10 random real images per class and of the initial crops, against the targets of "
+            "three recalibrations. Real data should nearly meet a consistent target.\n\n"
+            "| targets | real images | initial crops |\n|---|---|---|\n"
+        )
+        for name, row in found["targets"].items():
+            real, crops = (" / ".join(f"{v:.1f}" for v in row[k]) for k in ("real", "init_crops"))
+            text += f"| {name} | {real} | {crops} |\n"
+    text += (
+        "\n| experiment | val. balanced acc. | teacher agreement | relative pixel change |\n"
+        "|---|---|---|---|\n"
+    )
+    for key, r in found.items():
+        if key == "targets" or "val" not in r:
+            continue
+        agree = r.get("teacher_agreement")
+        change = r.get("relative_change")
+        text += (
+            f"| {key} | {100 * r['val']:.1f} | "
+            f"{'–' if agree is None else f'{100 * agree:.0f} %'} | "
+            f"{'–' if change is None else f'{change:.2f}'} |\n"
+        )
+    for key, r in found.items():
+        if key.startswith("teacher/"):
+            vals = ", ".join(f"{100 * e['val_accuracy']:.1f}" for e in r["per_epoch"])
+            text += f"\n{key}: validation (classes 1-9) per epoch {vals}.\n"
+    return text
+
+
 def synthesis_table(path: Path) -> str:
     """`--time-synthesis` results: median stage costs with the experts cached."""
     if not path.is_file():
@@ -614,6 +663,9 @@ def main() -> None:
         default=["unilevel", "unilevel-edc", "random+teacher", "-recovery"],
     )
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--diagnosis", nargs="*", default=[], help="diagnose_unilevel.py work dirs to tabulate"
+    )
     parser.add_argument(
         "--time-synthesis",
         type=int,
