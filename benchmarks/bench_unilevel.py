@@ -431,6 +431,9 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
     text += tuning_table(Path(args.work) / "tune-recovery.json")
     text += synthesis_table(Path(args.work) / "synthesis.json")
     text += diagnosis_table([Path(d) for d in getattr(args, "diagnosis", [])])
+    note = getattr(args, "note_file", None)
+    if note and Path(note).is_file():  # hand-written findings, kept beside the numbers
+        text += "\n" + Path(note).read_text()
     stage_rows = [r for r in rows if r.get("stages")]
     if stage_rows:
         text += "\n## Stage cost (Table 9 style; wall s, peak RSS MB; 2 shared cores)\n\n"
@@ -663,6 +666,7 @@ def main() -> None:
         default=["unilevel", "unilevel-edc", "random+teacher", "-recovery"],
     )
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note-file", default=None, help="markdown appended to the report")
     parser.add_argument(
         "--diagnosis", nargs="*", default=[], help="diagnose_unilevel.py work dirs to tabulate"
     )
