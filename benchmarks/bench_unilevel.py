@@ -340,7 +340,6 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
         for (m, b), v in CITED_ROWS.items()
     ]
     previous = [{**r, "session": "previous"} for r in _previous_rows(args)]
-    out = [{**r, "session": r.get("session", "current")} for r in out]
     for r in out:  # distillation gain: the recovered set minus its iteration-0 (init) set
         if r["method"] == "unilevel" and r["variant"] == "full" and r["protocol"] == "shared":
             base = rows.get(f"b{r['beta']:g}-ipc{r['ipc']}/-recovery")
@@ -351,6 +350,7 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
                 base["distillation_gain"] = _paired_gain(base, r)
             elif base:
                 r["distillation_gain"] = _paired_gain(r, base)
+    out = [{**r, "session": r.get("session", "current")} for r in out]
     doc = {
         "command": "benchmarks/bench_unilevel.py " + " ".join(args.argv),
         "machine": machine(),
