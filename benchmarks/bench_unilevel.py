@@ -6,8 +6,8 @@ with, configs/run/fmnist-lt.yaml's `evaluate` section) and under its own EDC-sty
 herding + teacher soft labels, UL-LT without recovery, UL-LT without debiasing); one ablation
 row per component; random real images with hard labels (the project's random baseline, rerun
 as a check against benchmarks/results/methods.md). LTDD and herding (hard labels) are cited from
-methods.md (same data, same shared protocol), not rerun. Every evaluation seed is a fresh
-network trained on the set; accuracy is tested once, after the last epoch.
+methods.md and science.md (same data, same shared protocol), not rerun. Every evaluation seed is
+a fresh network trained on the set; accuracy is tested once, after the last epoch.
 
 Resumable: every set and every row is stored under --work as soon as it exists; a rerun skips
 them and the markdown/JSON are rewritten after every row (partial results). Writes
@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import datetime
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -33,11 +34,11 @@ from ltdd.io import read_json, write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.resources import measure
 from ltdd.select import extract_features, select_herding, select_random
-from ltdd.unilevel.adsa import calibrate_set, log_prior
+from ltdd.unilevel.adsa import log_prior
 from ltdd.unilevel.edc import evaluate_edc
 from ltdd.unilevel.experts import load_expert, per_epoch_metrics
-from ltdd.unilevel.relabel import OnlineTeacher, teacher_logits
-from ltdd.unilevel.synthesize import experts_folder, synthesize, without
+from ltdd.unilevel.relabel import OnlineTeacher
+from ltdd.unilevel.synthesize import experts_folder, label_set, synthesize, without
 
 from common import RESULTS, header, machine
 
@@ -45,15 +46,31 @@ ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "configs" / "run" / "unilevel-fmnist.yaml"
 CITED = ROOT / "benchmarks" / "results" / "methods.md"
 LTDD_SET_SECONDS = {100: 246.0, 200: 251.0}  # methods.md "set wall s" of ltdd at IPC 10
-CITED_ROWS = {  # methods.md, IPC 10, shared protocol, 3 seeds (mean, std) balanced accuracy
-    ("ltdd", 100): (75.7, 0.4),
-    ("ltdd", 200): (75.0, 0.2),
-    ("herding", 100): (77.3, 0.0),
-    ("herding", 200): (75.3, 0.3),
-    ("random", 100): (72.7, 0.2),
-    ("random", 200): (69.5, 0.1),
+METHODS_MD, SCIENCE_MD = "benchmarks/results/methods.md", "benchmarks/results/science.md"
+CITED_ROWS = {  # IPC 10, shared protocol, 3 seeds: (mean, std) balanced accuracy, source, variant
+    ("ltdd", 100): (76.2, 0.5, SCIENCE_MD, "current LTDD (mean-1 DAM, per-phase α, lr 0.05)"),
+    ("ltdd-official", 100): (75.7, 0.4, METHODS_MD, "LTDD, official settings"),
+    ("ltdd", 200): (75.0, 0.2, METHODS_MD, "LTDD, official settings"),
+    ("herding", 100): (77.3, 0.0, METHODS_MD, "hard labels"),
+    ("herding", 200): (75.3, 0.3, METHODS_MD, "hard labels"),
+    ("random", 100): (72.7, 0.2, METHODS_MD, "hard labels"),
+    ("random", 200): (69.5, 0.1, METHODS_MD, "hard labels"),
 }
-ABLATIONS = ("debiasing", "recalibration", "initialisation", "recovery", "adsa")
+ABLATIONS = ("debiasing", "recalibration", "initialisation", "recovery", "adsa", "layerwise")
+
+
+def ablation_label(base, component: str) -> str:
+    """How the ablation row `-component` differs from the profile (some switches toggle)."""
+    variant = without(base, component)
+    if component == "recovery" and variant.recover.iterations:
+        return f"with recovery ({variant.recover.iterations} it., spec default)"
+    if component == "adsa":
+        return "with ADSA" if variant.relabel.adsa else "without ADSA"
+    if component == "layerwise":
+        return f"{variant.recalibration.passes}-pass recalibration"
+    return f"without {component}"
+
+
 log = logging.getLogger("bench")
 
 
@@ -100,18 +117,6 @@ class Bench:
         s.save(path)
         return s, timings
 
-    @staticmethod
-    def adsa_set(full: DistilledSet) -> tuple[DistilledSet, dict]:
-        """ADSA only changes labels: the full set's images with its logits shifted by τ*·log π
-        (identical to `synthesize` with relabel.adsa toggled, without recomputing recovery)."""
-        if full.meta["unilevel"]["relabel"]["adsa"]:
-            raise SystemExit("the profile already applies ADSA; -adsa expects it off")
-        counts = full.meta["train_counts"]
-        s = calibrate_set(full, counts)
-        relabel = {**full.meta["unilevel"]["relabel"], "adsa": True, "adsa_tau": s.meta["adsa_tau"]}
-        s.meta["unilevel"] = {**full.meta["unilevel"], "relabel": relabel}
-        return s, {k: v for k, v in full.meta["unilevel"]["timings"].items()}
-
     def teacher_set(self, cfg: RunConfig, data, selection: str, adsa: bool) -> DistilledSet:
         """Real images (random or herding on the teacher's features) + teacher soft labels."""
         teacher = load_expert(
@@ -126,10 +131,10 @@ class Bench:
         idx = torch.as_tensor(idx)
         images, classes = data.train_images[idx], data.train_labels[idx]
         meta = set_metadata(data, cfg.data, f"{selection}+teacher", cfg.ipc)
-        s = DistilledSet(
-            images, teacher_logits(teacher, images), cfg.unilevel.relabel.set_lr, meta, classes
-        )
-        return calibrate_set(s, data.train_counts) if adsa else s
+        ucfg = without(cfg.unilevel, "adsa") if adsa != cfg.unilevel.relabel.adsa else cfg.unilevel
+        labels, info = label_set(ucfg, teacher, images, classes, data.train_counts)
+        meta = {**meta, "adsa_tau": info["adsa_tau"], "hard_weight": info["hard_weight"]}
+        return DistilledSet(images, labels, ucfg.relabel.set_lr, meta, classes)
 
     # ---- evaluation -----------------------------------------------------------------------
     def shared(self, s: DistilledSet, data, cfg: RunConfig) -> dict:
@@ -196,15 +201,12 @@ class Bench:
                 )
                 row = self.row(cell, "unilevel", "full", "edc", res, labels="online")
             elif name.startswith("-"):
-                if name == "-adsa":
-                    s, t = self.adsa_set(full)
-                else:
-                    s, t = self.unilevel_set(cfg, data, name)
+                s, t = self.unilevel_set(cfg, data, name)
                 res = self.shared(s, data, cfg)
                 row = self.row(
                     cell,
                     "unilevel",
-                    f"without {name[1:]}" if name != "-adsa" else "with ADSA",
+                    ablation_label(cfg.unilevel, name[1:]),
                     "shared",
                     res,
                     ablation=name[1:],
@@ -234,6 +236,41 @@ class Bench:
                 raise SystemExit(f"unknown row {name}")
             row["eval_wall_seconds"] = time.perf_counter() - started
             self.add(key, row)
+
+    def time_synthesis(self, beta: float, ipc: int, repeats: int) -> None:
+        """Per stage, the median wall and CPU seconds and the peak RSS of `repeats` syntheses
+        with the experts already trained (what the set stage costs once they are cached)."""
+        cfg = self.run_cfg(beta, ipc)
+        data = prepare_data(cfg.data)
+        meta = set_metadata(data, cfg.data, "unilevel", cfg.ipc)
+        runs = [
+            synthesize(cfg.unilevel, data, ipc, self.work / "experts", self.device, meta)[1]
+            for _ in range(repeats)
+        ]
+        stages = [k for k in runs[0] if k != "experts"]
+        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        row = {
+            stage: {
+                "wall_s": med([r[stage]["wall_s"] for r in runs]),
+                "cpu_s": med([r[stage]["cpu_s"] for r in runs]),
+                "peak_rss_mb": max(r[stage]["peak_rss_mb"] for r in runs),
+            }
+            for stage in stages
+        }
+        total = {m: sum(row[st][m] for st in stages) for m in ("wall_s", "cpu_s")}
+        path = self.work / "synthesis.json"
+        doc = read_json(path) if path.is_file() else {}
+        doc[f"b{beta:g}-ipc{ipc}"] = {
+            "beta": beta,
+            "ipc": ipc,
+            "repeats": repeats,
+            "stages": row,
+            "synthesis": total,
+            "load_average": list(os.getloadavg()),
+            "ltdd_set_wall_s": LTDD_SET_SECONDS.get(int(beta)) if ipc == 10 else None,
+        }
+        write_json(path, doc)
+        log.info("synthesis b%g ipc%d: %s", beta, ipc, total)
 
     def record_experts(self, cfg: RunConfig, data, beta: float) -> None:
         """Per-epoch accuracy of the debiased expert (and of the plain one when trained)."""
@@ -292,34 +329,71 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
     cited = [
         {
             "dataset": "fashion-mnist",
-            "method": m,
-            "variant": "cited from benchmarks/results/methods.md (not rerun)",
+            "method": m.split("-")[0],
+            "variant": f"{v[3]}; cited from {v[2]} (not rerun)",
             "beta": b,
             "ipc": 10,
             "protocol": "shared",
             "balanced_accuracy": {"mean": v[0], "std": v[1], "runs": []},
-            "source": "benchmarks/results/methods.md",
+            "source": v[2],
         }
         for (m, b), v in CITED_ROWS.items()
     ]
+    previous = [{**r, "session": "previous"} for r in _previous_rows(args)]
     for r in out:  # distillation gain: the recovered set minus its iteration-0 (init) set
         if r["method"] == "unilevel" and r["variant"] == "full" and r["protocol"] == "shared":
             base = rows.get(f"b{r['beta']:g}-ipc{r['ipc']}/-recovery")
-            if base:
-                a, z = r["balanced_accuracy"], base["balanced_accuracy"]
-                diffs = [x - y for x, y in zip(a["runs"], z["runs"], strict=True)]
-                mean = sum(diffs) / len(diffs)
-                std = (sum((d - mean) ** 2 for d in diffs) / len(diffs)) ** 0.5
-                r["distillation_gain"] = {"mean": mean, "std": std}
+            if base and base["variant"].startswith("with recovery"):
+                # the profile does not recover: its set is its initialisation (gain 0 by
+                # construction); the recovering variant's gain is measured against it
+                r["distillation_gain"] = {"mean": 0.0, "std": 0.0, "note": "recovery off"}
+                base["distillation_gain"] = _paired_gain(base, r)
+            elif base:
+                r["distillation_gain"] = _paired_gain(r, base)
+    out = [{**r, "session": r.get("session", "current")} for r in out]
     doc = {
         "command": "benchmarks/bench_unilevel.py " + " ".join(args.argv),
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
         "profile": str(PROFILE.relative_to(ROOT)),
-        "rows": out + cited,
+        "rows": out + cited + previous,
     }
     write_json(RESULTS / "unilevel.json", doc)
-    write_text(RESULTS / "unilevel.md", markdown(out, cited, args))
+    write_text(RESULTS / "unilevel.md", markdown(out, cited, args) + previous_table(previous))
+
+
+def _paired_gain(final: dict, initial: dict) -> dict:
+    """Mean and population std over seeds of final − initial balanced accuracy (points)."""
+    a, z = final["balanced_accuracy"]["runs"], initial["balanced_accuracy"]["runs"]
+    diffs = [x - y for x, y in zip(a, z, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    return {"mean": mean, "std": (sum((d - mean) ** 2 for d in diffs) / len(diffs)) ** 0.5}
+
+
+def _previous_rows(args: argparse.Namespace) -> list[dict]:
+    """Rows of an earlier session's work dir (--previous), superseded but kept for comparison."""
+    path = Path(args.previous) / "rows.json" if getattr(args, "previous", None) else None
+    return list(read_json(path).values()) if path and path.is_file() else []
+
+
+def previous_table(rows: list[dict]) -> str:
+    """The superseded rows of the previous session (single-pass recalibration, old profile)."""
+    if not rows:
+        return ""
+    text = (
+        "\n## Previous session's rows (superseded; `session: previous` in the JSON)\n\n"
+        "Profile of the previous session: 4-epoch teacher, single-pass recalibration (whose "
+        "deeper-layer targets the recalibrated observer cannot reach), crops at scale 0.5-1, "
+        "200 recovery iterations at lr 0.05.\n\n"
+        "| β | IPC | method | variant | protocol | balanced acc. | seeds |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    for r in sorted(rows, key=lambda r: (r["ipc"], r["beta"])):
+        text += (
+            f"| {r['beta']:g} | {r['ipc']} | {r['method']} | {r['variant']} | {r['protocol']} "
+            f"| {_fmt(r['balanced_accuracy'])} | {r['seeds']} |\n"
+        )
+    return text
 
 
 def markdown(rows: list[dict], cited: list[dict], args) -> str:
@@ -330,7 +404,8 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
         "lr, soft cross-entropy to the stored logits); `edc` = UL-LT's own (MSE to online teacher "
         "logits + 0.025 CE, AdamW, crop/flip/CutMix, EMA weights). Accuracy in %, mean ± std "
         "(ddof 0) over evaluation seeds, last epoch only. LTDD, herding and random rows marked "
-        "*cited* come from methods.md (same data split and protocol), not rerun here.\n"
+        "*cited* come from methods.md or science.md (same data split and protocol; the source is "
+        "named in each row), not rerun here.\n"
     )
     commands = Path(args.work) / "commands.json"
     if commands.is_file():  # the invocations whose rows are merged here
@@ -357,12 +432,17 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
         for r in cited:
             if (r["beta"], r["ipc"]) == (beta, ipc):
                 text += (
-                    f"| {r['method']} | *cited* | shared | {_fmt(r['balanced_accuracy'])} "
-                    "| | | | | 3 |\n"
+                    f"| {r['method']} | *cited*: {r['variant']} | shared | "
+                    f"{_fmt(r['balanced_accuracy'])} | | | | | 3 |\n"
                 )
     text += expert_table(Path(args.work) / "experts.json")
-    text += target_check(rows)
+    text += target_check(rows, Path(args.work) / "synthesis.json")
     text += tuning_table(Path(args.work) / "tune-recovery.json")
+    text += synthesis_table(Path(args.work) / "synthesis.json")
+    text += diagnosis_table([Path(d) for d in getattr(args, "diagnosis", [])])
+    note = getattr(args, "note_file", None)
+    if note and Path(note).is_file():  # hand-written findings, kept beside the numbers
+        text += "\n" + Path(note).read_text()
     stage_rows = [r for r in rows if r.get("stages")]
     if stage_rows:
         text += "\n## Stage cost (Table 9 style; wall s, peak RSS MB; 2 shared cores)\n\n"
@@ -402,18 +482,24 @@ def expert_table(path: Path) -> str:
         "\n## Experts per epoch (ConvNet-BN observer = teacher; test accuracy, %)\n\n"
         "`debiased` = GLMC mixed views + consistency + cumulative reweighting (UL-LT); `plain` = "
         "cross-entropy on the same augmentations (the *without debiasing* ablation).\n\n"
-        "| run | epoch | balanced | head | medium | tail |\n|---|---|---|---|---|---|\n"
+        "`validation` = balanced accuracy on the validation split's classes 1-9 (class 0 has "
+        "no image outside the LT training set at β ≥ 100), recorded when the store was "
+        "trained with one; the epoch count is chosen on it, the test columns are reported only."
+        "\n\n| run | epoch | validation | balanced | head | medium | tail |\n"
+        "|---|---|---|---|---|---|---|\n"
     )
     for name, epochs in read_json(path).items():
         for e in epochs:
+            val = e.get("val_accuracy")
             text += (
-                f"| {name} | {e['epoch']} | {100 * e['accuracy']:.1f} | {100 * e['head']:.1f} | "
+                f"| {name} | {e['epoch']} | {'–' if val is None else f'{100 * val:.1f}'} | "
+                f"{100 * e['accuracy']:.1f} | {100 * e['head']:.1f} | "
                 f"{100 * e['medium']:.1f} | {100 * e['tail']:.1f} |\n"
             )
     return text
 
 
-def target_check(rows: list[dict]) -> str:
+def target_check(rows: list[dict], synthesis_path: Path | None = None) -> str:
     """The issue's targets at β 100, IPC 10, shared protocol, computed from the rows."""
     by = {
         (r["method"], r["variant"], r["protocol"]): r
@@ -423,17 +509,39 @@ def target_check(rows: list[dict]) -> str:
     full = by.get(("unilevel", "full", "shared"))
     if full is None:
         return ""
-    ltdd, _ = CITED_ROWS[("ltdd", 100)]
+    ltdd, _, source, _ = CITED_ROWS[("ltdd", 100)]
+    official = CITED_ROWS[("ltdd-official", 100)][0]
     acc = full["balanced_accuracy"]["mean"]
     best = max(
         (r for r in by.values() if r["protocol"] == "shared"),
         key=lambda r: r["balanced_accuracy"]["mean"],
     )
     ratio = full.get("ratio_ltdd_set_seconds_over_synthesis")
+    timed = (
+        read_json(synthesis_path).get("b100-ipc10")
+        if synthesis_path and synthesis_path.is_file()
+        else None
+    )
+    if timed:  # the current code's median synthesis (--time-synthesis) replaces the row's own
+        wall, cpu = timed["synthesis"]["wall_s"], timed["synthesis"]["cpu_s"]
+        row_s = full["synthesis_seconds"]
+        full = {**full, "synthesis_seconds": wall}
+        ratio = LTDD_SET_SECONDS[100] / wall
+        timing_note = (
+            f" (median of {timed['repeats']} `--time-synthesis` runs of the current code, "
+            f"{cpu:.1f} CPU s, load {timed['load_average'][0]:.0f} on 2 cores; the benchmark "
+            f"row's own synthesis took {row_s:.0f} s, with a recalibration the profile no "
+            "longer runs)"
+        )
+    else:
+        timing_note = ""
     return (
         "\n## Targets at β = 100, IPC 10 (shared protocol)\n\n"
-        f"- UL-LT {acc:.1f} vs LTDD {ltdd:.1f} (cited): {acc - ltdd:+.1f} points; target +5.0 "
-        f"{'met' if acc - ltdd >= 5 else 'missed'} by {abs(acc - ltdd - 5):.1f} points.\n"
+        f"- UL-LT {acc:.1f} vs the project's current LTDD {ltdd:.1f} ({source}): "
+        f"{acc - ltdd:+.1f} points; target +5.0 "
+        f"{'met' if acc - ltdd >= 5 else 'missed'} by {abs(acc - ltdd - 5):.1f} points "
+        f"(against LTDD with official settings, {official:.1f} in {METHODS_MD}: "
+        f"{acc - official:+.1f}).\n"
         f"- Best row of this family under the shared protocol: {best['method']} "
         f"({best['variant']}) {best['balanced_accuracy']['mean']:.1f}.\n"
         + (
@@ -441,11 +549,85 @@ def target_check(rows: list[dict]) -> str:
             f"{full['synthesis_seconds']:.0f} s vs LTDD's distillation "
             f"{LTDD_SET_SECONDS[100]:.0f} s "
             f"(methods.md, a quieter machine): {ratio:.1f}×; target 10× "
-            f"{'met' if ratio >= 10 else 'missed'}.\n"
+            f"{'met' if ratio >= 10 else 'missed'}{timing_note}.\n"
             if ratio
             else ""
         )
     )
+
+
+def diagnosis_table(folders: list[Path]) -> str:
+    """benchmarks/diagnose_unilevel.py's validation results (one student each, seed 0)."""
+    found = {}
+    for folder in folders:
+        path = folder / "diagnose.json"
+        if path.is_file():
+            found.update(read_json(path))
+    if not found:
+        return ""
+    text = (
+        "\n## Diagnosis on the validation split (benchmarks/diagnose_unilevel.py; β = 100, IPC 10)"
+        "\n\nValidation = 100 Fashion-MNIST training images per class outside the LT subset "
+        "(class 0: LT images outside the sets), one student (seed 0) under the shared protocol; "
+        "never the test set. `targets`, `init`, `recover` and `labels` rows used the previous "
+        "profile's 4-epoch teacher and its crop initialisation unless the key says otherwise; "
+        "`kappa` rows use this profile (6-epoch teacher, whole images, no recovery).\n"
+    )
+    if "targets" in found:
+        text += (
+            "\nRecovery's alignment loss (terms of BN layers 1 / 2 / 3, first-layer ×10 off) of "
+            "10 random real images per class and of the initial crops, against the targets of "
+            "three recalibrations. Real data should nearly meet a consistent target.\n\n"
+            "| targets | real images | initial crops |\n|---|---|---|\n"
+        )
+        for name, row in found["targets"].items():
+            real, crops = (" / ".join(f"{v:.1f}" for v in row[k]) for k in ("real", "init_crops"))
+            text += f"| {name} | {real} | {crops} |\n"
+    text += (
+        "\n| experiment | val. balanced acc. | teacher agreement | relative pixel change |\n"
+        "|---|---|---|---|\n"
+    )
+    for key, r in found.items():
+        if key == "targets" or "val" not in r:
+            continue
+        agree = r.get("teacher_agreement")
+        change = r.get("relative_change")
+        text += (
+            f"| {key} | {100 * r['val']:.1f} | "
+            f"{'–' if agree is None else f'{100 * agree:.0f} %'} | "
+            f"{'–' if change is None else f'{change:.2f}'} |\n"
+        )
+    for key, r in found.items():
+        if key.startswith("teacher/"):
+            vals = ", ".join(f"{100 * e['val_accuracy']:.1f}" for e in r["per_epoch"])
+            text += f"\n{key}: validation (classes 1-9) per epoch {vals}.\n"
+    return text
+
+
+def synthesis_table(path: Path) -> str:
+    """`--time-synthesis` results: median stage costs with the experts cached."""
+    if not path.is_file():
+        return ""
+    text = (
+        "\n## Synthesis cost with cached experts (`--time-synthesis`; median wall and CPU s)\n\n"
+        "| β | IPC | repeats | stage: wall s / CPU s / peak RSS MB | synthesis wall s | "
+        "synthesis CPU s | load average (1, 5, 15 min) | LTDD set wall s / synthesis wall s |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    for r in read_json(path).values():
+        stages = "; ".join(
+            f"{k} {v['wall_s']:.1f} / {v['cpu_s']:.1f} / {v['peak_rss_mb']:.0f}"
+            for k, v in r["stages"].items()
+        )
+        ltdd = r.get("ltdd_set_wall_s")
+        ratio = f"{ltdd / r['synthesis']['wall_s']:.0f}×" if ltdd else "–"
+        load = ", ".join(f"{x:.1f}" for x in r["load_average"])
+        text += (
+            f"| {r['beta']:g} | {r['ipc']} | {r['repeats']} | {stages} | "
+            f"{r['synthesis']['wall_s']:.1f} | {r['synthesis']['cpu_s']:.1f} | {load} | "
+            f"{ratio} |\n"
+        )
+    return text
 
 
 def tuning_table(path: Path) -> str:
@@ -511,6 +693,19 @@ def main() -> None:
         default=["unilevel", "unilevel-edc", "random+teacher", "-recovery"],
     )
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note-file", default=None, help="markdown appended to the report")
+    parser.add_argument(
+        "--diagnosis", nargs="*", default=[], help="diagnose_unilevel.py work dirs to tabulate"
+    )
+    parser.add_argument(
+        "--time-synthesis",
+        type=int,
+        default=0,
+        help="only time synthesis (experts cached) this many times per cell into synthesis.json",
+    )
+    parser.add_argument(
+        "--previous", default=None, help="a previous session's work dir: its rows, marked old"
+    )
     parser.add_argument(
         "--merge", nargs="*", default=[], help="with --report-only: other work dirs to merge in"
     )
@@ -526,6 +721,11 @@ def main() -> None:
         for other in args.merge:
             merge_work(Path(other), bench)
         write_outputs(bench.rows, args)
+        return
+    if args.time_synthesis:
+        for cell in args.cells:
+            beta, ipc, *_ = cell.split(":")
+            bench.time_synthesis(float(beta), int(ipc), args.time_synthesis)
         return
     for cell in args.cells:  # "beta:ipc" or "beta:ipc:row,row,..."
         beta, ipc, *only = cell.split(":")

@@ -64,3 +64,23 @@ def test_adsa_file_calibrates_a_saved_learned_label_set_and_refuses_hard_labels(
     assert main([str(tmp_path / "hard.safetensors"), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert capsys.readouterr().err.startswith("ltdd: error:")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_hard_mix_makes_soft_cross_entropy_the_kappa_weighted_sum():
+    import torch.nn.functional as F
+
+    from ltdd.evaluate.trainer import soft_cross_entropy
+    from ltdd.unilevel.relabel import mix_hard
+
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.randn(6, 4, generator=gen) * 3
+    student = torch.randn(6, 4, generator=gen)
+    classes = torch.tensor([0, 1, 2, 3, 1, 0])
+    for kappa in (0.0, 0.3, 1.0):
+        mixed = mix_hard(teacher, classes, kappa)
+        expected = kappa * F.cross_entropy(student, classes) + (1 - kappa) * soft_cross_entropy(
+            student, teacher
+        )
+        torch.testing.assert_close(soft_cross_entropy(student, mixed), expected)
+    assert mix_hard(teacher, classes, 0.0) is teacher
+    assert torch.isfinite(mix_hard(teacher * 100, classes, 0.5)).all()

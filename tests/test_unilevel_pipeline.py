@@ -57,7 +57,12 @@ def test_each_ablation_switches_exactly_its_component():
     assert without(base, "initialisation").init.mode == "random"
     assert without(base, "recovery").recover.iterations == 0
     assert without(base, "adsa").relabel.adsa is not base.relabel.adsa
-    for name in ("debiasing", "recalibration", "initialisation", "recovery", "adsa"):
+    assert without(base, "layerwise").recalibration.passes == "single"
+    off = without(base, "recovery")
+    assert without(off, "recovery").recover.iterations == base.recover.iterations > 0
+    assert without(without(base, "layerwise"), "layerwise") == base
+    names = ("debiasing", "recalibration", "initialisation", "recovery", "adsa", "layerwise")
+    for name in names:
         changed = [k for k in vars(base) if getattr(base, k) != getattr(without(base, name), k)]
         assert len(changed) == 1, (name, changed)
 

@@ -101,3 +101,58 @@ def test_buffers_are_written_and_the_ema_ablation_depends_on_batch_order():
     fresh = tiny_observer()
     bn_fresh = [m for m in fresh.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     torch.testing.assert_close(ema[0].global_mean[0], bn_fresh[0].running_mean)
+
+
+def _scrambled_observer() -> torch.nn.Module:
+    """A tiny observer whose trained BN buffers are far from the data's statistics."""
+    model = tiny_observer(2)
+    gen = torch.Generator().manual_seed(5)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 2)
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) * 4 + 0.1)
+    return model
+
+
+def test_layerwise_targets_are_what_the_recalibrated_observer_shows_on_real_data():
+    torch.set_num_threads(1)
+    images, labels = _data([30, 12, 5], seed=4)
+    model = _scrambled_observer()
+    t = recalibrate(model, images, labels, 3, 7, passes="layerwise")
+    # oracle: one forward of all data through the observer with its new buffers
+    for layer, (mean, var, _) in enumerate(_oracle(model, images, labels, 3)):
+        torch.testing.assert_close(t.class_mean[layer].double(), mean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(t.class_var[layer].double(), var, atol=1e-5, rtol=1e-5)
+        mu, v = balanced_global(mean, var, "mixture")
+        torch.testing.assert_close(t.global_mean[layer].double(), mu, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(t.global_var[layer].double(), v, atol=1e-5, rtol=1e-5)
+
+
+def test_single_pass_targets_of_deeper_layers_miss_the_recalibrated_observer():
+    torch.set_num_threads(1)
+    images, labels = _data([30, 12, 5], seed=4)
+    model = _scrambled_observer()
+    t = recalibrate(model, images, labels, 3, 7, passes="single")
+    oracle = _oracle(model, images, labels, 3)
+    torch.testing.assert_close(t.class_mean[0].double(), oracle[0][0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(t.class_mean[1].double(), oracle[1][0], atol=1e-2)
+
+
+def test_statistics_subset_caps_each_class_and_keeps_small_classes_whole():
+    import dataclasses
+
+    from unilevel_support import procedural
+
+    from ltdd.unilevel.config import RecalibrationConfig, UnilevelConfig
+    from ltdd.unilevel.synthesize import statistics_subset
+
+    data = procedural()
+    counts = torch.bincount(data.train_labels, minlength=10)
+    cfg = UnilevelConfig(recalibration=RecalibrationConfig(max_images_per_class=int(counts[4])))
+    images, labels = statistics_subset(cfg, data)
+    got = torch.bincount(labels, minlength=10)
+    assert got.tolist() == torch.clamp(counts, max=int(counts[4])).tolist()
+    # the subset's images are the dataset's own rows (no copies with other labels)
+    rows = {tuple(x.flatten()[:20].tolist()) for x in data.train_images}
+    assert all(tuple(x.flatten()[:20].tolist()) in rows for x in images[:20])
+    whole = statistics_subset(dataclasses.replace(cfg, recalibration=RecalibrationConfig()), data)
+    assert whole[0] is data.train_images

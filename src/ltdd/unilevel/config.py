@@ -45,6 +45,11 @@ class RecalibrationConfig:
     variance: str = field(default="mixture", metadata={"choices": ("mixture", "paper")})
     write_buffers: bool = True
     batch_size: int = field(default=500, metadata={"ge": 1})
+    # layerwise: layer l's targets measured after layers < l hold their new buffers (consistent
+    # with the observer recovery uses); single: one pass, then all buffers written (spec §1.3)
+    passes: str = field(default="layerwise", metadata={"choices": ("layerwise", "single")})
+    # statistics over at most this many images per class (seeded subset; 0 = every image)
+    max_images_per_class: int = field(default=0, metadata={"ge": 0})
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class RelabelConfig:
     tau_step: float = field(default=0.05, metadata={"gt": 0})
     temperature: float = field(default=1.0, metadata={"gt": 0})
     set_lr: float = field(default=0.01, metadata={"gt": 0})
+    # κ: stored label = log((1 − κ)·softmax(teacher) + κ·onehot); 0 = the teacher alone
+    hard_weight: float = field(default=0.0, metadata={"ge": 0, "le": 1})
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,13 @@ def _step_loss(
     return cfg.gamma_debias * cls + cfg.gamma_robust * robust_loss(z1, z2, p1, p2, cfg.robust_form)
 
 
+def validation_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Balanced accuracy (mean per-class recall over the classes present) on a validation set."""
+    pred = torch.as_tensor(predict(net, images))
+    present = torch.unique(labels)
+    return float(torch.stack([(pred[labels == c] == c).float().mean() for c in present]).mean())
+
+
 def evaluate_net(net: torch.nn.Module, data: LongTailedData) -> dict:
     """Balanced test accuracy, per-class and head/medium/tail accuracy (fractions)."""
     report = classification_report(
@@ -127,8 +134,13 @@ def train_debiased_expert(
     index: int,
     device: torch.device,
     progress: bool = True,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> DebiasedNet:
-    """Train (or resume) expert `index` with γ1·L_robust + γ2·L_debias; returned in eval mode."""
+    """Train (or resume) expert `index` with γ1·L_robust + γ2·L_debias; returned in eval mode.
+
+    With `validation` (images, labels) each epoch's row of metrics.jsonl also holds
+    `val_accuracy` (balanced), the number to choose the epoch count on (never the test columns).
+    """
     seed = cfg.seed * 1000 + index
     net = new_net(cfg, data, seed).to(device)
     opt = torch.optim.SGD(
@@ -184,6 +196,8 @@ def train_debiased_expert(
             loss.backward()
             opt.step()
         metrics = {"expert": index, "epoch": epoch + 1, **evaluate_net(net.eval(), data)}
+        if validation is not None:
+            metrics["val_accuracy"] = validation_accuracy(net, *validation)
         _save_partial(partial, net, opt, gen, epoch + 1)
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
@@ -220,8 +234,12 @@ def ensure_experts(
     folder: Path,
     device: torch.device,
     progress: bool = True,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Path:
-    """Train the store's experts unless `folder` already holds them for this config and data."""
+    """Train the store's experts unless `folder` already holds them for this config and data.
+
+    `validation` (images, labels) adds a balanced validation accuracy to every epoch's metrics.
+    """
     folder = Path(folder)
     key = store_hash(cfg, data)
     manifest = folder / MANIFEST
@@ -243,7 +261,7 @@ def ensure_experts(
     for index in range(num_experts(cfg)):
         path = folder / expert_file(index)
         if not path.is_file():
-            net = train_debiased_expert(cfg, data, folder, index, device, progress)
+            net = train_debiased_expert(cfg, data, folder, index, device, progress, validation)
             metrics = evaluate_net(net, data)
             meta = {"index": index, "seed": cfg.seed * 1000 + index, "config_hash": key}
             save_tensors(path, net.state_dict(), {**meta, "metrics": metrics})

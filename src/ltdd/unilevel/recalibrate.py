@@ -6,6 +6,13 @@ sample whatever the batch order or size. The global target is the class-balanced
 (μ = mean_c μ_c, σ² = mean_c(σ²_c + μ_c²) − μ²), or the paper-literal mean within-class variance.
 `mode="ema"` is the "w/o recalibration" ablation: targets are the observer's own BN running
 statistics, and per-class statistics use BN's fixed momentum 0.1 (which over-weights late batches).
+
+When the targets are written into the BN buffers, the inputs of layer l depend on the buffers of
+the layers before it. `passes="layerwise"` therefore measures layer l only after layers < l hold
+their new buffers (one pass per BN layer, each stopped at its layer), so every target is what the
+observer of recovery would show on real data. `passes="single"` is one pass with the trained
+buffers, then writing them all: the targets of layers 2.. then describe a network that no longer
+exists (the spec's reading, kept as a switch).
 """
 
 from __future__ import annotations
@@ -81,6 +88,49 @@ def balanced_global(class_mean: Tensor, class_var: Tensor, variance: str) -> tup
     return mean, (class_var + class_mean * class_mean).mean(dim=0) - mean * mean
 
 
+class _StopForward(Exception):
+    """Raised by a pre-hook to end a forward pass once the wanted BN input is captured."""
+
+
+def _layer_moments(
+    observer: nn.Module,
+    layer: nn.BatchNorm2d,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    batch_size: int,
+    order: Tensor,
+    dynamic: bool,
+) -> ClassMoments:
+    """Per-class moments of one BN layer's input; each forward stops at that layer."""
+    device = next(observer.parameters()).device
+    moments = ClassMoments(num_classes, layer.num_features, dynamic)
+    captured: list[Tensor] = []
+
+    def grab(module: nn.Module, args: tuple) -> None:
+        captured.append(args[0])
+        raise _StopForward
+
+    handle = layer.register_forward_pre_hook(grab)
+    try:
+        for start in range(0, len(images), batch_size):
+            idx = order[start : start + batch_size]
+            captured.clear()
+            try:
+                observer(images[idx].to(device))
+            except _StopForward:
+                pass
+            moments.update(captured[0], labels[idx].to(device))
+    finally:
+        handle.remove()
+    return moments
+
+
+def _write(layer: nn.BatchNorm2d, mean: Tensor, var: Tensor) -> None:
+    layer.running_mean.copy_(mean.to(layer.running_mean))
+    layer.running_var.copy_(var.to(layer.running_var))
+
+
 @torch.no_grad()
 def recalibrate(
     observer: nn.Module,
@@ -92,17 +142,37 @@ def recalibrate(
     variance: str = "mixture",
     write_buffers: bool = True,
     order: Tensor | None = None,
+    passes: str = "layerwise",
 ) -> BNTargets:
-    """One inference pass over (images, labels) → alignment targets; optionally write BN buffers.
+    """Inference pass(es) over (images, labels) → alignment targets; optionally write BN buffers.
 
     `order` (a permutation) only changes the batch order; with `mode="fair"` the result does not
-    depend on it (exactly, up to float64 rounding).
+    depend on it (exactly, up to float64 rounding). `passes` matters only when fair targets are
+    written into the buffers (see the module docstring).
     """
     observer.eval()
     device = next(observer.parameters()).device
     layers = bn_layers(observer)
-    moments = [ClassMoments(num_classes, m.num_features, mode == "fair") for m in layers]
     order = torch.arange(len(images)) if order is None else order
+    if mode == "fair" and write_buffers and passes == "layerwise":
+        moments, global_mean, global_var = [], [], []
+        for layer in layers:
+            m = _layer_moments(
+                observer, layer, images, labels, num_classes, batch_size, order, True
+            )
+            mu, var = balanced_global(m.mean, m.var, variance)
+            _write(layer, mu.float(), var.float())
+            moments.append(m)
+            global_mean.append(mu.float())
+            global_var.append(var.float())
+        return BNTargets(
+            global_mean,
+            global_var,
+            [m.mean.float() for m in moments],
+            [m.var.float() for m in moments],
+            moments[0].count.long(),
+        )
+    moments = [ClassMoments(num_classes, m.num_features, mode == "fair") for m in layers]
     with bn_inputs(observer) as captured:
         for start in range(0, len(images), batch_size):
             idx = order[start : start + batch_size]
@@ -119,8 +189,7 @@ def recalibrate(
         global_var = [p[1].float() for p in pairs]
         if write_buffers:
             for layer, mu, var in zip(layers, global_mean, global_var, strict=True):
-                layer.running_mean.copy_(mu.to(layer.running_mean))
-                layer.running_var.copy_(var.to(layer.running_var))
+                _write(layer, mu, var)
     else:
         global_mean = [layer.running_mean.detach().cpu().float().clone() for layer in layers]
         global_var = [layer.running_var.detach().cpu().float().clone() for layer in layers]

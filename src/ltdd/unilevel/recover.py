@@ -26,7 +26,7 @@ from ltdd.unilevel.recalibrate import BNTargets
 def alignment_loss(
     captured: list[Tensor],
     labels: Tensor,
-    targets: BNTargets,
+    targets: BNTargets | None,
     num_classes: int,
     cfg: RecoverConfig,
 ) -> Tensor:
@@ -53,7 +53,7 @@ def recover(
     observer: nn.Module,
     images: Tensor,
     classes: Tensor,
-    targets: BNTargets,
+    targets: BNTargets | None,
     num_classes: int,
     cfg: RecoverConfig,
     bounds: tuple[float, float],
@@ -71,10 +71,10 @@ def recover(
     observer.eval()
     for p in observer.parameters():
         p.requires_grad_(False)
-    targets = targets.to(device)
     out = images.clone()
     if cfg.iterations == 0:
         return out, []
+    targets = targets.to(device)
     gen = torch.Generator().manual_seed(seed)
     rank = _rank_within_class(classes, num_classes)
     ipc = int(rank.max()) + 1

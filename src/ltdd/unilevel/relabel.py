@@ -20,6 +20,17 @@ def teacher_logits(teacher: nn.Module, images: Tensor, batch_size: int = 500) ->
     return torch.cat(out)
 
 
+def mix_hard(logits: Tensor, classes: Tensor, weight: float, floor: float = 1e-12) -> Tensor:
+    """Logits of (1 − κ)·softmax(logits) + κ·onehot(class): the shared protocol's soft
+    cross-entropy to them equals κ·CE(hard) + (1 − κ)·CE(teacher), UL-LT's Eq. 10 κ1 term in
+    label form. κ = 0 returns `logits` unchanged; probabilities are floored before the log."""
+    if weight == 0:
+        return logits
+    probs = torch.softmax(logits.double(), dim=1) * (1 - weight)
+    probs[torch.arange(len(classes)), classes] += weight
+    return probs.clamp_min(floor).log().to(logits.dtype)
+
+
 class OnlineTeacher:
     """Teacher logits on each augmented batch at evaluation time, ADSA-shifted by τ·log π."""
 

@@ -18,17 +18,29 @@ from ltdd.distilled import DistilledSet
 from ltdd.pipeline.resources import measure
 from ltdd.select import select_random
 from ltdd.unilevel.adsa import calibrate
-from ltdd.unilevel.config import UnilevelConfig
+from ltdd.unilevel.config import RecoverConfig, UnilevelConfig
 from ltdd.unilevel.experts import ensure_experts, load_expert, store_hash
-from ltdd.unilevel.init import confidence_init
+from ltdd.unilevel.init import candidate_pool, confidence_init
 from ltdd.unilevel.recalibrate import recalibrate
 from ltdd.unilevel.recover import pixel_bounds, recover
-from ltdd.unilevel.relabel import teacher_logits
+from ltdd.unilevel.relabel import mix_hard, teacher_logits
 
 
 def experts_folder(cfg: UnilevelConfig, data: LongTailedData, root: Path) -> Path:
     """Where the experts of this expert config and data live (one folder per config hash)."""
     return Path(root) / store_hash(cfg.experts, data)[:12]
+
+
+def statistics_subset(cfg: UnilevelConfig, data: LongTailedData) -> tuple:
+    """The real images recalibration reads: all, or a seeded subset of at most
+    `recalibration.max_images_per_class` per class (exact pooled statistics of that subset)."""
+    limit = cfg.recalibration.max_images_per_class
+    if not limit:
+        return data.train_images, data.train_labels
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    pool = candidate_pool(data.train_labels.numpy(), data.num_classes, limit, gen)
+    idx = pool[pool >= 0]
+    return data.train_images[idx], data.train_labels[idx]
 
 
 def initial_set(cfg: UnilevelConfig, teacher, data: LongTailedData, ipc: int) -> tuple:
@@ -58,7 +70,8 @@ def initial_set(cfg: UnilevelConfig, teacher, data: LongTailedData, ipc: int) ->
 def label_set(
     cfg: UnilevelConfig, teacher, images: torch.Tensor, classes: torch.Tensor, counts: list[int]
 ) -> tuple[torch.Tensor, dict]:
-    """Static soft labels: teacher logits / temperature, then ADSA's τ*·log π shift if enabled."""
+    """Static soft labels: teacher logits / temperature, then ADSA's τ*·log π shift if enabled,
+    then the hard-label share κ = `relabel.hard_weight` (see `mix_hard`)."""
     logits = teacher_logits(teacher, images) / cfg.relabel.temperature
     info = {"adsa": cfg.relabel.adsa, "adsa_tau": 0.0, "temperature": cfg.relabel.temperature}
     if cfg.relabel.adsa:
@@ -71,6 +84,8 @@ def label_set(
             step=cfg.relabel.tau_step,
         )
         info["adsa_tau"] = tau
+    logits = mix_hard(logits, classes, cfg.relabel.hard_weight)
+    info["hard_weight"] = cfg.relabel.hard_weight
     return logits, info
 
 
@@ -91,17 +106,21 @@ def synthesize(
     observer = load_expert(folder, "observer", data, device)
     teacher = load_expert(folder, "teacher", data, device)
     with measure(device) as timings["recalibration"]:
-        rc = cfg.recalibration
-        targets = recalibrate(
-            observer,
-            data.train_images,
-            data.train_labels,
-            data.num_classes,
-            rc.batch_size,
-            rc.mode,
-            rc.variance,
-            rc.write_buffers,
-        )
+        targets = None  # only recovery reads the targets: skipped when it is off
+        if cfg.recover.iterations:
+            rc = cfg.recalibration
+            stats_images, stats_labels = statistics_subset(cfg, data)
+            targets = recalibrate(
+                observer,
+                stats_images,
+                stats_labels,
+                data.num_classes,
+                rc.batch_size,
+                rc.mode,
+                rc.variance,
+                rc.write_buffers,
+                passes=rc.passes,
+            )
     with measure(device) as timings["initialisation"]:
         images, classes, init_info = initial_set(cfg, teacher, data, ipc)
     with measure(device) as timings["recovery"]:
@@ -138,13 +157,26 @@ def synthesize(
 
 
 def without(cfg: UnilevelConfig, component: str) -> UnilevelConfig:
-    """One ablation's config: debiasing, recalibration, initialisation, recovery or adsa."""
+    """One ablation's config: debiasing, recalibration, initialisation, recovery, adsa or
+    layerwise. `recovery`, `adsa` and `layerwise` toggle: a profile with recovery off gets the
+    spec's default recovery (`RecoverConfig().iterations`), one with single-pass
+    recalibration gets layer-wise passes."""
     replace = dataclasses.replace
+
+    def recovery(c: UnilevelConfig) -> UnilevelConfig:
+        its = 0 if c.recover.iterations else RecoverConfig().iterations
+        return replace(c, recover=replace(c.recover, iterations=its))
+
+    def layerwise(c: UnilevelConfig) -> UnilevelConfig:
+        passes = "single" if c.recalibration.passes == "layerwise" else "layerwise"
+        return replace(c, recalibration=replace(c.recalibration, passes=passes))
+
     changes = {
         "debiasing": lambda c: replace(c, experts=replace(c.experts, debias=False)),
         "recalibration": lambda c: replace(c, recalibration=replace(c.recalibration, mode="ema")),
         "initialisation": lambda c: replace(c, init=replace(c.init, mode="random")),
-        "recovery": lambda c: replace(c, recover=replace(c.recover, iterations=0)),
+        "recovery": recovery,
         "adsa": lambda c: replace(c, relabel=replace(c.relabel, adsa=not c.relabel.adsa)),
+        "layerwise": layerwise,
     }
     return changes[component](cfg)
