@@ -83,4 +83,6 @@ def test_mean_normalised_dam_loss_and_gradient_are_c_times_the_official():
     assert torch.allclose(g_mean, 4 * g_official, atol=1e-6)
     # uniform counts with mean-1 weights: exactly the plain soft CE
     uniform = inner_loss("prior_weighted_soft_ce", [3, 3, 3, 3], "mean")(logits, target)
-    assert float(uniform) == pytest.approx(float(soft_ce(logits, target)), rel=1e-6)
+    assert float(uniform.detach()) == pytest.approx(
+        float(soft_ce(logits, target).detach()), rel=1e-6
+    )
