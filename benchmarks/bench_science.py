@@ -42,7 +42,7 @@ from ltdd.io import load_tensors, read_json, write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.select import model_from_flat
 
-from common import RESULTS, header
+from common import RESULTS, header, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -300,9 +300,7 @@ def main() -> None:
     write_json(
         RESULTS / f"{args.name}.json",
         {
-            "command": lines[0].splitlines()[2].removeprefix("- command: "),
-            "machine": lines[0].splitlines()[3].removeprefix("- machine: "),
-            "date": lines[0].splitlines()[4].removeprefix("- date: "),
+            **provenance(),
             "rows": all_rows,
         },
     )

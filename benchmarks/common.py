@@ -23,14 +23,29 @@ def machine() -> str:
     return f"{device}; torch {torch.__version__}; {torch.get_num_threads()} threads"
 
 
+def command() -> str:
+    """This script's command line as typed from the repository root."""
+    argv = [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
+    return ".venv/bin/python " + " ".join(shlex.quote(a) for a in argv)
+
+
+def provenance(machine_name: str | None = None) -> dict:
+    """The `command`, `machine` and `date` fields of a results JSON."""
+    return {
+        "command": command(),
+        "machine": machine_name or machine(),
+        "date": datetime.date.today().isoformat(),
+    }
+
+
 def header(title: str, machine_name: str | None = None) -> str:
     """Markdown header: title, command, machine (default: this one), date."""
-    command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    fields = provenance(machine_name)
     return (
         f"# {title}\n\n"
-        f"- command: `.venv/bin/python {command}`\n"
-        f"- machine: {machine_name or machine()}\n"
-        f"- date: {datetime.date.today().isoformat()}\n"
+        f"- command: `{fields['command']}`\n"
+        f"- machine: {fields['machine']}\n"
+        f"- date: {fields['date']}\n"
     )
 
 

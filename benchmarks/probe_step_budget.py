@@ -36,7 +36,7 @@ from ltdd.io import write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import Run
 
-from common import RESULTS, header
+from common import RESULTS, header, provenance
 
 
 def probe(plan, student, state, section, generator, start_epoch: int, alpha: float) -> dict:
@@ -113,13 +113,10 @@ def main() -> None:
         ],
     ]
     write_text(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
-    head = lines[0].splitlines()
     write_json(
         RESULTS / f"{args.out}.json",
         {
-            "command": head[2].removeprefix("- command: "),
-            "machine": head[3].removeprefix("- machine: "),
-            "date": head[4].removeprefix("- date: "),
+            **provenance(),
             "alpha": alpha,
             "rows": rows,
         },

@@ -45,7 +45,7 @@ from ltdd.io import load_tensors, write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import Run
 
-from common import RESULTS, header
+from common import RESULTS, header, provenance
 
 # Named starting points, evaluated first (optuna's enqueue_trial), on the profile's values for
 # everything else: the official behaviour, the two departures together, and each with a larger
@@ -170,7 +170,7 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
     write_json(
         RESULTS / f"{args.out}.json",
         {
-            "command": lines[0],
+            **provenance(),
             "method": args.method,
             "run_dir": str(args.run_dir),
             "config": str(args.config),
