@@ -11,6 +11,7 @@ import torch
 from ltdd.config import to_dict
 from ltdd.data.dataset import LongTailedData
 from ltdd.evaluate.metrics import GROUPS, classification_report
+from ltdd.evaluate.seedcache import SeedCache
 from ltdd.evaluate.trainer import TrainConfig, predict, train_network
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,39 @@ def add_reports(
         )
 
 
+def _seed_reports(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lr: float,
+    data: LongTailedData,
+    cfg: EvalConfig,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+    cache: SeedCache | None,
+) -> tuple[bool, dict[str, dict]]:
+    """(weights finite, {profile: report}) of the network of `seed`, trained unless cached."""
+    profiles = PROFILES[cfg.test_profile]
+    key = None
+    if cache is not None:
+        if cache.data is not data:
+            raise ValueError("the seed cache belongs to another data set")
+        key = cache.key(images, labels, lr, cfg.train, seed, device)
+        hit = cache.get(key, profiles)
+        if hit is not None:
+            return hit
+    model = train_network(
+        images, labels, lr, data.num_classes, cfg.train, seed, device, progress=progress
+    )
+    finite = all(torch.isfinite(t).all() for t in (*model.parameters(), *model.buffers()))
+    reports: dict[str, list[dict]] = {p: [] for p in profiles}
+    add_reports(reports, model, data)
+    out = {p: r[0] for p, r in reports.items()}
+    if cache is not None and key is not None:
+        cache.put(key, bool(finite), out)
+    return bool(finite), out
+
+
 def evaluate_set(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -94,18 +128,23 @@ def evaluate_set(
     cfg: EvalConfig,
     device: torch.device,
     progress: bool = False,
+    cache: SeedCache | None = None,
 ) -> dict:
-    """Train `cfg.seeds` fresh networks on the set and report metrics per test profile."""
+    """Train `cfg.seeds` fresh networks on the set and report metrics per test profile.
+
+    With `cache`, a network already trained from the same inputs (`SeedCache.key`) is not
+    trained again: its stored reports are used."""
     profiles = PROFILES[cfg.test_profile]
     reports: dict[str, list[dict]] = {p: [] for p in profiles}
     diverged = []
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
-        model = train_network(
-            images, labels, lr, data.num_classes, cfg.train, seed, device, progress=progress
+        finite, seed_reports = _seed_reports(
+            images, labels, lr, data, cfg, seed, device, progress, cache
         )
-        if not all(torch.isfinite(t).all() for t in (*model.parameters(), *model.buffers())):
+        if not finite:
             diverged.append(seed)
-        add_reports(reports, model, data)
+        for profile, report in seed_reports.items():
+            reports[profile].append(report)
     result = {p.replace("-", "_"): aggregate(r) for p, r in reports.items()}
     if diverged:
         warning = (

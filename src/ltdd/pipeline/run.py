@@ -30,6 +30,7 @@ from ltdd.evaluate.balanced import balanced_indices
 from ltdd.evaluate.ddranking import ddranking_summary
 from ltdd.evaluate.evaluate import evaluate_set
 from ltdd.evaluate.gain import distillation_gain
+from ltdd.evaluate.seedcache import SeedCache
 from ltdd.experts import TrajectoryStore, train_experts
 from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
@@ -65,6 +66,7 @@ class Run:
         self.timings: dict[str, dict] = {}
         self.data: LongTailedData | None = None
         self.stores: dict[str, TrajectoryStore] = {}
+        self._seed_cache: SeedCache | None = None
 
     # ---- bookkeeping ---------------------------------------------------------------------
     def _stage(
@@ -275,6 +277,15 @@ class Run:
         return extract_features(model, self.data.train_images)
 
     # ---- evaluation ----------------------------------------------------------------------
+    @property
+    def seed_cache(self) -> SeedCache:
+        """Evaluation networks trained in this process, shared by every evaluation stage: a
+        network asked for twice (DD-Ranking's hard-label and random-subset runs of real-image
+        sets) is trained once."""
+        if self._seed_cache is None or self._seed_cache.data is not self.data:
+            self._seed_cache = SeedCache(self.data)
+        return self._seed_cache
+
     def _eval_cfg(self, arch: str | None, made_for: dict):
         ev = self.cfg.evaluate
         train = ev.train
@@ -312,6 +323,7 @@ class Run:
                 cfg,
                 self.device,
                 progress=self.progress,
+                cache=self.seed_cache,
             )
             result.update(
                 method=method,
@@ -340,7 +352,13 @@ class Run:
             cfg = self._eval_cfg(None, initial.meta.get("model", {}))
             cfg = dataclasses.replace(cfg, test_profile="balanced")
             result = evaluate_set(
-                initial.images, initial.labels, initial.lr, self.data, cfg, self.device
+                initial.images,
+                initial.labels,
+                initial.lr,
+                self.data,
+                cfg,
+                self.device,
+                cache=self.seed_cache,
             )
             final = read_json(self.dir / "eval" / f"{method}.json")
             result.update(
@@ -388,7 +406,14 @@ class Run:
                 idx = balanced_indices(labels, data.num_classes)
                 images, labels = images[idx], labels[idx]
             result = evaluate_set(
-                images, labels, ev.hard_label_lr, data, cfg, self.device, progress=self.progress
+                images,
+                labels,
+                ev.hard_label_lr,
+                data,
+                cfg,
+                self.device,
+                progress=self.progress,
+                cache=self.seed_cache,
             )
             result.update(method=name, arch=train.model, ipc=None, label_kind="hard")
             write_json(out, result)
@@ -397,15 +422,20 @@ class Run:
         return out
 
     def _ddranking_for(self, distilled: DistilledSet, cfg, own: dict) -> dict:
-        """HLR against the full set, IOR against random real subsets labelled like the set."""
+        """HLR against the full set, IOR against random real subsets labelled like the set.
+
+        The hard-label learning rate is taken as a set file stores it (float32), so that the
+        hard-label evaluation of a real-image set is its own evaluation, trained once."""
         ev_hard = dataclasses.replace(cfg, test_profile="balanced")
+        hard_lr = float(torch.tensor(self.cfg.evaluate.hard_label_lr, dtype=torch.float32))
         hard = evaluate_set(
             distilled.images,
             distilled.class_ids,
-            self.cfg.evaluate.hard_label_lr,
+            hard_lr,
             self.data,
             ev_hard,
             self.device,
+            cache=self.seed_cache,
         )["balanced"]
         labels = self.data.train_labels.numpy()
         counts = torch.bincount(distilled.class_ids, minlength=self.data.num_classes).tolist()
@@ -422,9 +452,15 @@ class Run:
             )
             one = dataclasses.replace(ev_hard, seeds=1, first_seed=seed)
             random_runs.append(
-                evaluate_set(images, targets, distilled.lr, self.data, one, self.device)[
-                    "balanced"
-                ]["accuracy"]["runs"][0]
+                evaluate_set(
+                    images,
+                    targets,
+                    distilled.lr,
+                    self.data,
+                    one,
+                    self.device,
+                    cache=self.seed_cache,
+                )["balanced"]["accuracy"]["runs"][0]
             )
         full = read_json(self.dir / "eval" / "full.json")["balanced"]["accuracy"]["runs"]
         own_runs = own["balanced"]["accuracy"]["runs"]
