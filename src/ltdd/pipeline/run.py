@@ -518,6 +518,9 @@ class Run:
             if method not in BASELINES and self.cfg.evaluate.initial_sets:
                 self.evaluate_initial(method)
         write_json(self.dir / "timings.json", self.timings)
+        cache = self._seed_cache
+        if cache is not None:
+            log.info("evaluation networks: %d trained, %d reused", cache.misses, cache.hits)
         from ltdd.report.build import build_report
 
         return build_report([self.dir])
