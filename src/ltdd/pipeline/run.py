@@ -31,6 +31,7 @@ from ltdd.evaluate.ddranking import ddranking_summary
 from ltdd.evaluate.evaluate import evaluate_set
 from ltdd.evaluate.gain import distillation_gain
 from ltdd.experts import TrajectoryStore, train_experts
+from ltdd.experts.config import stage_config
 from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
 from ltdd.lock import locked
@@ -154,7 +155,7 @@ class Run:
             key = stage_hash(
                 "experts",
                 self.keys["data"],
-                to_dict(section.resolved()),
+                stage_config(section),
                 self.keys.get("experts/representation") if source else None,
             )
 
