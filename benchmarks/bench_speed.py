@@ -3,7 +3,9 @@ back to back, with a raw-speed anchor and the ratio to the official code's figur
 
 Stages (rows of `benchmarks/results/speed.json`): `representation_epoch`, `classifier_epoch`,
 `distill_iteration` (LTDD: phase 1 DAM + phase 2 ED, TESLA; `tesla_fd` = TESLA with the
-finite-difference pass 2), `evaluate_seed` (one evaluation network trained on IPC 10), and the
+finite-difference pass 2; the `compile` variant of `classifier_epoch` = `compile: true`, the
+frozen backbone's forward through torch.compile, its one-off compilation timed apart),
+`evaluate_seed` (one evaluation network trained on IPC 10), and the
 `anchor` (a bare forward/backward/SGD loop of the same network, same batch, no augmentation).
 Two setting groups: `official` (ConvNet width 128, GSAM experts, 20 + 20 inner steps, 1000
 evaluation epochs; the issue's table) and `cpu` (configs/run/fmnist-lt.yaml: width 32, no GSAM,
@@ -115,13 +117,20 @@ def anchor(group: dict, batch: int) -> dict:
     return {"samples": times, "scale": 1.0, "measured": "2 steps", "images": batch}
 
 
-def _expert_epoch(group: dict, kind: str, steps: int, epoch_images: int) -> dict:
+def _expert_epoch(
+    group: dict, kind: str, steps: int, epoch_images: int, options: dict | None = None
+) -> dict:
     from ltdd.data.augment import dsa
     from ltdd.experts.config import ExpertsConfig
     from ltdd.experts.trainer import Engine
 
     cfg = ExpertsConfig(
-        kind=kind, num_experts=1, width=group["width"], gsam=group["gsam"], device="cpu"
+        kind=kind,
+        num_experts=1,
+        width=group["width"],
+        gsam=group["gsam"],
+        device="cpu",
+        **(options or {}),
     ).resolved()
     engine = Engine(cfg, CLASSES, SHAPE, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
@@ -134,6 +143,12 @@ def _expert_epoch(group: dict, kind: str, steps: int, epoch_images: int) -> dict
     def step() -> None:
         engine.step(w, frozen, buf, tau, dsa(x, g)[None], y)
 
+    first = {}
+    if options:  # the first step pays a one-off set-up (compilation): timed apart
+        tick, cpu = time.perf_counter(), time.process_time()
+        step()
+        first = {"first_step_seconds": time.perf_counter() - tick}
+        first["first_step_seconds_cpu"] = time.process_time() - cpu
     times = _timed(step, 1, steps)
     per_epoch = epoch_images / cfg.batch_size
     return {
@@ -141,6 +156,7 @@ def _expert_epoch(group: dict, kind: str, steps: int, epoch_images: int) -> dict
         "scale": per_epoch,
         "measured": f"{steps} steps of {cfg.batch_size}, x {per_epoch:.1f} steps per epoch",
         "images": epoch_images,
+        **first,
     }
 
 
@@ -148,8 +164,9 @@ def representation_epoch(group: dict) -> dict:
     return _expert_epoch(group, "representation", 2 if group["gsam"] else 3, TRAIN_IMAGES)
 
 
-def classifier_epoch(group: dict) -> dict:
-    return _expert_epoch(group, "classifier", 4, CLASS_AWARE_DRAWS)
+def classifier_epoch(group: dict, variant: str = "-") -> dict:
+    options = {"compile": True} if variant == "compile" else None
+    return _expert_epoch(group, "classifier", 4, CLASS_AWARE_DRAWS, options)
 
 
 INNER: dict = {"steps": 1}
@@ -251,7 +268,7 @@ STAGES = {
     "anchor_256": lambda group, variant: anchor(group, 256),
     "anchor_100": lambda group, variant: anchor(group, 100),
     "representation_epoch": lambda group, variant: representation_epoch(group),
-    "classifier_epoch": lambda group, variant: classifier_epoch(group),
+    "classifier_epoch": lambda group, variant: classifier_epoch(group, variant),
     "distill_iteration": lambda group, variant: distill_iteration(group, variant),
     "evaluate_seed": lambda group, variant: evaluate_seed(group),
 }
@@ -271,14 +288,18 @@ UNITS = {
 }
 
 
+VARIANTS = {"distill_iteration": ["tesla", "tesla_fd"], "classifier_epoch": ["-", "compile"]}
+BASE_VARIANT = {"tesla_fd": "tesla", "compile": "-"}
+"""Variants that 2742c7a lacks, and the variant of 2742c7a each one is compared with."""
+
+
 def plan(groups: list[str], stages: list[str]) -> list[tuple[str, str, str, str]]:
     """(group, stage, variant, code) measurements of one round; `code` is base or new."""
     out = []
     for group in groups:
         for stage in stages:
-            variants = ["tesla", "tesla_fd"] if stage == "distill_iteration" else ["-"]
-            for variant in variants:
-                one = variant == "tesla_fd" or stage.startswith("anchor")  # not in 2742c7a / same
+            for variant in VARIANTS.get(stage, ["-"]):
+                one = variant in BASE_VARIANT or stage.startswith("anchor")  # not in 2742c7a
                 codes = ["new"] if one else ["base", "new"]
                 out += [(group, stage, variant, code) for code in codes]
     return out
@@ -413,7 +434,10 @@ def summarise(samples: dict, machine_line: str, args: argparse.Namespace, load: 
         cpu = _per_unit(results, "cpu_samples")
         if cpu is not None:
             row["seconds_cpu"] = round(cpu, 3)
-        base = ok.get((group, stage, "tesla" if variant == "tesla_fd" else variant, "base"))
+        for key in ("first_step_seconds", "first_step_seconds_cpu"):
+            if all(key in r for r in results):
+                row[f"{key}_per_round"] = [round(r[key], 2) for r in results]
+        base = ok.get((group, stage, BASE_VARIANT.get(variant, variant), "base"))
         if base is not None:
             row["base_peak_rss_mb"] = round(max(r["peak_rss_mb"] for r in base), 1)
             _base_fields(row, stage, group, base, results)
@@ -524,6 +548,14 @@ def write_markdown(result: dict, path: Path) -> None:
                     f"(cpu {r.get(f'phase{i}_ratio_base_cpu', float('nan')):.2f}), "
                     f"ratio_official {r[f'phase{i}_ratio_official']:.2f} "
                     f"(cpu {r.get(f'phase{i}_ratio_official_cpu', float('nan')):.2f})"
+                )
+        if "first_step_seconds_per_round" in r:
+            line += "; first step (one-off set-up included), s per round: " + ", ".join(
+                f"{x:.1f}" for x in r["first_step_seconds_per_round"]
+            )
+            if "first_step_seconds_cpu_per_round" in r:
+                line += "; cpu " + ", ".join(
+                    f"{x:.1f}" for x in r["first_step_seconds_cpu_per_round"]
                 )
         lines.append(line)
     if result["anchor"]:

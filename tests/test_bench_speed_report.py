@@ -87,3 +87,27 @@ def test_merged_report_has_every_stage_and_round_paired_ratios(bench, tmp_path, 
     assert "ratio_official" in rows["classifier_epoch"]
     assert "ratio_base" not in rows["evaluate_seed"]
     assert "| classifier_epoch |" in (tmp_path / "speed.md").read_text()
+
+
+def test_compile_variant_is_new_only_and_compared_with_the_eager_base(bench, tmp_path, monkeypatch):
+    assert bench.plan(["official"], ["classifier_epoch"]) == [
+        ("official", "classifier_epoch", "-", "base"),
+        ("official", "classifier_epoch", "-", "new"),
+        ("official", "classifier_epoch", "compile", "new"),
+    ]
+    first = {"first_step_seconds": 9.0, "first_step_seconds_cpu": 8.0}
+    items = [
+        (("official", "classifier_epoch", "-", "base"), _result([6.0], [6.0])),
+        (("official", "classifier_epoch", "-", "new"), _result([2.0], [2.0])),
+        (("official", "classifier_epoch", "compile", "new"), _result([1.5], [1.0], **first)),
+    ]
+    _write(tmp_path / "cls.partial.json", items)
+    argv = ["bench_speed.py", "--report-only", "--out", "speed", "--merge", "cls"]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    rows = {r["settings"]: r for r in json.loads((tmp_path / "speed.json").read_text())["rows"]}
+    compiled = rows["official: width 128, compile"]
+    assert compiled["ratio_base"] == 4.0 and compiled["ratio_base_cpu"] == 6.0
+    assert compiled["first_step_seconds_cpu_per_round"] == [8.0]
+    assert rows["official: width 128"]["ratio_base"] == 3.0
+    assert "first step (one-off set-up included)" in (tmp_path / "speed.md").read_text()

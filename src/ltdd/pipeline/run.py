@@ -32,6 +32,7 @@ from ltdd.evaluate.evaluate import evaluate_set
 from ltdd.evaluate.gain import distillation_gain
 from ltdd.evaluate.seedcache import SeedCache
 from ltdd.experts import TrajectoryStore, train_experts
+from ltdd.experts.config import stage_config
 from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
 from ltdd.lock import locked
@@ -156,7 +157,7 @@ class Run:
             key = stage_hash(
                 "experts",
                 self.keys["data"],
-                to_dict(section.resolved()),
+                stage_config(section),
                 self.keys.get("experts/representation") if source else None,
             )
 
