@@ -1,17 +1,19 @@
 """Evaluate a distillation continued beyond its cell's run into a run directory of its own.
 
 A grid trial (`tune_distill.py --grid`) continued to more iterations shares its iteration-0 set
-(the same file) with a cell that already evaluated it. This writes `<out>/eval/<method>.json` for
-the continued set, with the cell's evaluation protocol and seeds, copies the cell's config, data
-files and iteration-0 evaluation, and recomputes the paired distillation gain against it, so
-`bench_science.py --ablation LABEL=<out>` reads it like any run directory. The two initial sets
-must be byte-identical (checked). Nothing else is recomputed.
+(the same tensors) with a cell that already evaluated it. This writes `<out>/eval/<method>.json`
+for the continued set, with the cell's evaluation protocol and seeds, copies the cell's config,
+data files and iteration-0 evaluation, and recomputes the paired distillation gain against it,
+so `bench_science.py --ablation LABEL=<out>` reads it like any run directory. The two initial
+sets must hold the same tensors (images, labels, classes, lr: checked; their metadata records
+the config, which may differ in keys that do not touch the initialisation). Nothing else is
+recomputed.
 
 `--set-file it-0100.safetensors` evaluates a milestone snapshot of the trial instead of its
 final set (`tune_distill.py --milestones`), with the metrics cut at that iteration.
 `--evaluate-initial` evaluates the trial's own iteration-0 set with the same protocol and seeds
 instead of reusing the cell's (for a trial whose initialisation differs from the cell's, e.g.
-`image_init: herding`); the byte-identity check is then not needed.
+`image_init: herding`); the check is then not needed.
 
 Run: `.venv/bin/python benchmarks/eval_continued.py --cell runs/b100-ipc10-ltdd-img10 --method
 ltdd --set-dir runs/b100-ipc10/tune/ltdd/grid/mean-dam-img10 --out runs/b100-ipc10-ltdd-img10-40`.
@@ -20,7 +22,6 @@ ltdd --set-dir runs/b100-ipc10/tune/ltdd/grid/mean-dam-img10 --out runs/b100-ipc
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -33,13 +34,15 @@ from ltdd.data.preprocess import Preprocessing
 from ltdd.distilled import DistilledSet
 from ltdd.evaluate.evaluate import evaluate_set
 from ltdd.evaluate.gain import distillation_gain
-from ltdd.io import read_json, write_json
+from ltdd.io import load_tensors, read_json, write_json
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import Run
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def same_set(a: Path, b: Path) -> bool:
+    """Whether two set files hold equal tensors (names, shapes, dtypes and values)."""
+    (ta, _), (tb, _) = load_tensors(a), load_tensors(b)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
 def main() -> None:
@@ -54,7 +57,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cell_set = args.cell / "distill" / args.method
     initial_file = args.set_dir / "initial.safetensors"
-    if not args.evaluate_initial and sha(cell_set / "initial.safetensors") != sha(initial_file):
+    if not args.evaluate_initial and not same_set(cell_set / "initial.safetensors", initial_file):
         parser.error("the continued set does not start from the cell's iteration-0 set")
     cfg = load_config(RunConfig, args.cell / "config.yaml")
     data = prepare_data(cfg.data, Preprocessing.load(args.cell / "preprocess.safetensors"))
