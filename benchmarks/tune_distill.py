@@ -207,9 +207,10 @@ def paired_validation(
         scores = {INITIAL: cached["initial"], "distilled.safetensors": cached["final"]}
 
     def score(file: str) -> list[float]:
-        if len(scores.get(file, [])) < seeds:
+        done = scores.setdefault(file, [])
+        if len(done) < seeds:  # more seeds than last time: only the new ones are trained
             tensors, _ = load_tensors(trial_dir / file)
-            scores[file] = [
+            done += [
                 100
                 * validation_accuracy(
                     tensors["images"],
@@ -220,9 +221,9 @@ def paired_validation(
                     torch.device("cpu"),
                     derive_seed(section.seed, 3, k),
                 )
-                for k in range(seeds)
+                for k in range(len(done), seeds)
             ]
-        return scores[file][:seeds]
+        return done[:seeds]
 
     initial = score(INITIAL)
     milestones = {}
@@ -298,10 +299,13 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
         # the checkpoint makes each stop resume the previous one: one run, scored at each stop
         for stop in milestone_stops(args.milestones, section.iterations):
             staged = dataclasses.replace(section, iterations=stop)
-            distill(staged, data, experts, trial_dir, progress=False)
+            snapshot = trial_dir / snapshot_name(stop)
+            if not (args.milestones and snapshot.is_file()):  # else kept by an earlier call
+                distill(staged, data, experts, trial_dir, progress=False)
+                if args.milestones:
+                    shutil.copy2(trial_dir / "distilled.safetensors", snapshot)
             if args.milestones:
-                snapshots.append(snapshot_name(stop))
-                shutil.copy2(trial_dir / "distilled.safetensors", trial_dir / snapshots[-1])
+                snapshots.append(snapshot.name)
             write_json(trial_dir / "section.json", to_dict(staged))
             paired_validation(staged, data, trial_dir, args.val_seeds, tuple(snapshots))
             write_all()

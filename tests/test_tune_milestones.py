@@ -100,9 +100,19 @@ def test_milestones_are_one_run_scored_at_each_stop(tune, data, experts, tmp_pat
     assert not torch.equal(initial, snap["images"])  # the snapshots did move
     assert val["final"] == val["milestones"]["it-0004.safetensors"]["final"]
     assert val["gains"] == pytest.approx(expected, abs=1e-9)
-    # 3 sets x 2 seeds scored once each; a rerun reuses every score and the finished run
+    # 3 sets x 2 seeds scored once each; a rerun reuses every score, snapshot and the run
     assert len(seeds_seen) == 6
     tune.run_grid(args, base, data, experts, tmp_path / "tune")
     assert len(seeds_seen) == 6
+    kept = load_tensors(trial / "it-0002.safetensors")[0]["images"]
+    assert torch.equal(kept, load_tensors(tmp_path / "ref2" / "distilled.safetensors")[0]["images"])
+    # one more seed: only the new network of each set is trained, the old scores are kept
+    before = json.loads((trial / "val.json").read_text())
+    tune.run_grid(
+        Namespace(**{**vars(args), "val_seeds": 3}), base, data, experts, trial.parent.parent
+    )
+    assert len(seeds_seen) == 9
+    after = json.loads((trial / "val.json").read_text())
+    assert after["initial"][:2] == before["initial"] and len(after["gains"]) == 3
     table = (tmp_path / "results" / "tune-test.md").read_text()
     assert "@2 " in table and "@4 " in table
