@@ -275,12 +275,13 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
                 continue
             final = trial_dir / "distilled.safetensors"
             # with --milestones a set exists at every stop; finished means the last stop
-            finished = final.is_file() and load_tensors(final)[1]["iterations"] >= args.iterations
+            reached = load_tensors(final)[1]["iterations"] if final.is_file() else 0
+            finished = reached >= args.iterations
             rows = read_metrics(trial_dir / METRICS)
             record = record_of(
                 trial_dir,
                 number=number,
-                state="COMPLETE" if finished else "STOPPED",
+                state="COMPLETE" if finished else f"STOPPED at {reached}",
                 preset=name,
                 params=values,
                 value=None,
@@ -302,6 +303,12 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
             snapshot = trial_dir / snapshot_name(stop)
             if not (args.milestones and snapshot.is_file()):  # else kept by an earlier call
                 distill(staged, data, experts, trial_dir, progress=False)
+                reached = load_tensors(trial_dir / "distilled.safetensors")[1]["iterations"]
+                if reached != stop:  # its checkpoint is already past this stop
+                    raise SystemExit(
+                        f"tune_distill: error: trial {name} is already at iteration {reached}, "
+                        f"so its set at iteration {stop} cannot be made; drop that milestone"
+                    )
                 if args.milestones:
                     shutil.copy2(trial_dir / "distilled.safetensors", snapshot)
             if args.milestones:

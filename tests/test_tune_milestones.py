@@ -116,3 +116,12 @@ def test_milestones_are_one_run_scored_at_each_stop(tune, data, experts, tmp_pat
     assert after["initial"][:2] == before["initial"] and len(after["gains"]) == 3
     table = (tmp_path / "results" / "tune-test.md").read_text()
     assert "@2 " in table and "@4 " in table
+    # a milestone the run has already passed cannot be made: an error, not a mislabelled set
+    with pytest.raises(SystemExit, match="already at iteration 4"):
+        tune.run_grid(
+            Namespace(**{**vars(args), "milestones": [1, 2]}),
+            base,
+            data,
+            experts,
+            trial.parent.parent,
+        )
