@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -124,13 +125,18 @@ def record_of(trial_dir: Path, **fields) -> dict:
 
 
 def paired(val: dict | None) -> str:
-    """`init → final (gain)` of a trial's paired validation, means over its seeds."""
+    """`init → final (gain)` of a trial's paired validation, means over its seeds, then the
+    gain at each milestone (`@50 +0.3`)."""
     if not val:
         return "–"
-    return (
+    text = (
         f"{statistics.mean(val['initial']):.1f} → {statistics.mean(val['final']):.1f} "
         f"({val['gain_mean']:+.1f}, {len(val['gains'])} seeds)"
     )
+    steps = [
+        f"@{int(file[3:7])} {m['gain_mean']:+.1f}" for file, m in val.get("milestones", {}).items()
+    ]
+    return f"{text}; {', '.join(steps)}" if steps else text
 
 
 def write_results(args, study: optuna.Study, records: list[dict], best: dict | None) -> None:
@@ -183,36 +189,74 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
     )
 
 
-def paired_validation(section, data, trial_dir: Path, seeds: int) -> dict | None:
+def paired_validation(
+    section, data, trial_dir: Path, seeds: int, snapshots: tuple[str, ...] = ()
+) -> dict | None:
     """Validation balanced accuracy (%) of the final and the iteration-0 set of a finished trial,
     one network per seed for each (same seeds), and the paired gain; written to val.json.
-    None with `seeds` 0 (the trial's own validation curve is then its only score)."""
+    `snapshots` (files of the trial directory, e.g. `it-0050.safetensors`) are scored with the
+    same seeds into `milestones`, each with its paired gain over the iteration-0 set. Scores
+    already in val.json are kept. None with `seeds` 0 (the trial's own validation curve is then
+    its only score)."""
     out = trial_dir / "val.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    if seeds == 0:
-        return None
-    device = torch.device("cpu")
-    scores = {}
-    for name, file in (("final", "distilled.safetensors"), ("initial", INITIAL)):
-        tensors, _ = load_tensors(trial_dir / file)
-        scores[name] = [
-            100
-            * validation_accuracy(
-                tensors["images"],
-                tensors["labels"],
-                float(tensors["lr"]),
-                section,
-                data,
-                device,
-                derive_seed(section.seed, 3, k),
-            )
-            for k in range(seeds)
-        ]
-    gains = [f - i for f, i in zip(scores["final"], scores["initial"], strict=True)]
-    result = {**scores, "gain_mean": sum(gains) / len(gains), "gains": gains}
+    cached = json.loads(out.read_text()) if out.is_file() else None
+    if seeds == 0 or (cached is not None and not snapshots):
+        return cached
+    scores = dict(cached.get("sets", {})) if cached else {}
+    if cached and not scores:  # written before snapshots existed: initial and final only
+        scores = {INITIAL: cached["initial"], "distilled.safetensors": cached["final"]}
+
+    def score(file: str) -> list[float]:
+        done = scores.setdefault(file, [])
+        if len(done) < seeds:  # more seeds than last time: only the new ones are trained
+            tensors, _ = load_tensors(trial_dir / file)
+            done += [
+                100
+                * validation_accuracy(
+                    tensors["images"],
+                    tensors["labels"],
+                    float(tensors["lr"]),
+                    section,
+                    data,
+                    torch.device("cpu"),
+                    derive_seed(section.seed, 3, k),
+                )
+                for k in range(len(done), seeds)
+            ]
+        return done[:seeds]
+
+    initial = score(INITIAL)
+    milestones = {}
+    for file in snapshots:
+        gains = [f - i for f, i in zip(score(file), initial, strict=True)]
+        milestones[file] = {
+            "final": scores[file][:seeds],
+            "gains": gains,
+            "gain_mean": statistics.mean(gains),
+        }
+    # the last snapshot is the current distilled.safetensors, which changes between stops
+    final = score(snapshots[-1] if snapshots else "distilled.safetensors")
+    gains = [f - i for f, i in zip(final, initial, strict=True)]
+    result = {
+        "initial": initial,
+        "final": final,
+        "gain_mean": sum(gains) / len(gains),
+        "gains": gains,
+        "milestones": milestones,
+        "sets": scores,
+    }
     write_json(out, result)
     return result
+
+
+def milestone_stops(milestones: list[int], iterations: int) -> list[int]:
+    """The iteration counts a grid trial stops at: the milestones below `iterations`, then it."""
+    return sorted({m for m in milestones if 0 < m < iterations} | {iterations})
+
+
+def snapshot_name(iteration: int) -> str:
+    """The file a grid trial's set at a milestone is copied to."""
+    return f"it-{iteration:04d}.safetensors"
 
 
 def run_grid(args, base, data, experts, tune_dir: Path) -> None:
@@ -229,12 +273,15 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
             trial_dir = tune_dir / "grid" / name
             if not (trial_dir / METRICS).is_file():
                 continue
-            finished = (trial_dir / "distilled.safetensors").is_file()
+            final = trial_dir / "distilled.safetensors"
+            # with --milestones a set exists at every stop; finished means the last stop
+            reached = load_tensors(final)[1]["iterations"] if final.is_file() else 0
+            finished = reached >= args.iterations
             rows = read_metrics(trial_dir / METRICS)
             record = record_of(
                 trial_dir,
                 number=number,
-                state="COMPLETE" if finished else "STOPPED",
+                state="COMPLETE" if finished else f"STOPPED at {reached}",
                 preset=name,
                 params=values,
                 value=None,
@@ -249,10 +296,26 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
     for name in names:
         section = section_with(base, grid[name])
         trial_dir = tune_dir / "grid" / name
-        distill(section, data, experts, trial_dir, progress=False)
-        write_json(trial_dir / "section.json", to_dict(section))
-        paired_validation(section, data, trial_dir, args.val_seeds)
-        write_all()
+        snapshots: list[str] = []
+        # the checkpoint makes each stop resume the previous one: one run, scored at each stop
+        for stop in milestone_stops(args.milestones, section.iterations):
+            staged = dataclasses.replace(section, iterations=stop)
+            snapshot = trial_dir / snapshot_name(stop)
+            if not (args.milestones and snapshot.is_file()):  # else kept by an earlier call
+                distill(staged, data, experts, trial_dir, progress=False)
+                reached = load_tensors(trial_dir / "distilled.safetensors")[1]["iterations"]
+                if reached != stop:  # its checkpoint is already past this stop
+                    raise SystemExit(
+                        f"tune_distill: error: trial {name} is already at iteration {reached}, "
+                        f"so its set at iteration {stop} cannot be made; drop that milestone"
+                    )
+                if args.milestones:
+                    shutil.copy2(trial_dir / "distilled.safetensors", snapshot)
+            if args.milestones:
+                snapshots.append(snapshot.name)
+            write_json(trial_dir / "section.json", to_dict(staged))
+            paired_validation(staged, data, trial_dir, args.val_seeds, tuple(snapshots))
+            write_all()
     write_all()
 
 
@@ -273,6 +336,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="trial names of --grid")
     parser.add_argument(
         "--val-seeds", type=int, default=2, help="networks per set (--grid; 0: none)"
+    )
+    parser.add_argument(
+        "--milestones",
+        type=int,
+        nargs="*",
+        default=[],
+        help="iteration counts at which each --grid trial's set is kept (it-NNNN.safetensors) "
+        "and scored with the paired validation seeds",
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
@@ -296,7 +367,7 @@ def main() -> None:
         iterations=args.iterations,
         eval_every=args.eval_every,
         eval_epochs=args.eval_epochs,
-        checkpoint_every=args.eval_every,
+        checkpoint_every=args.eval_every or min(args.milestones or [args.iterations]),
     )
     tune_dir = run.dir / "tune" / args.method
     tune_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,125 @@
+"""Split a distillation's validation gain into what the learned α did and what the learned set did.
+
+A distilled set is (images, labels, α); α is also the rate its evaluation trains with, so a
+distillation whose α grows gains accuracy even if its images and labels stay where they started.
+For a grid trial of `tune_distill.py --grid --milestones`, this scores the two crossed sets on the
+validation split with the same seeds as the trial's paired validation (`val.json`):
+- `initial set, final α`: the iteration-0 images and labels trained with the snapshot's α;
+- `final set, initial α`: the snapshot's images and labels trained with the iteration-0 α;
+and writes benchmarks/results/<out>.md and .json with the four cells of the 2 × 2 (the
+diagonal from val.json). The test set is not read.
+
+Run: `.venv/bin/python benchmarks/alpha_control.py --trial
+runs/b100-ipc10/tune/ltdd/grid/early-lrlr-img30-fd --snapshot it-0100.safetensors --data-run
+runs/b100-ipc10 --config configs/run/fmnist-lt-large.yaml --seeds 3 --out alpha-control`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from ltdd.config import from_dict, load_config
+from ltdd.distill.config import DistillConfig
+from ltdd.distill.engine import INITIAL, derive_seed, validation_accuracy
+from ltdd.io import load_tensors, write_json, write_text
+from ltdd.pipeline.config import RunConfig
+from ltdd.pipeline.run import Run
+
+from common import RESULTS, header, provenance
+
+
+def crossed(initial: dict, final: dict) -> dict[str, tuple]:
+    """The two crossed sets: (images, labels, lr) of one set with the other's α."""
+    return {
+        "initial set, final α": (initial["images"], initial["labels"], float(final["lr"])),
+        "final set, initial α": (final["images"], final["labels"], float(initial["lr"])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trial", type=Path, required=True)
+    parser.add_argument("--snapshot", required=True)
+    parser.add_argument("--data-run", type=Path, required=True)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default="alpha-control")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cfg = load_config(
+        RunConfig,
+        args.config,
+        [f"runs_dir={args.data_run.parent}", f"name={args.data_run.name}"],
+    )
+    data = Run(cfg, progress=False).prepare()
+    initial, _ = load_tensors(args.trial / INITIAL)
+    final, meta = load_tensors(args.trial / args.snapshot)
+    section = from_dict(DistillConfig, meta["config"])
+    val = json.loads((args.trial / "val.json").read_text())
+    scores = {
+        "initial set, initial α": val["sets"][INITIAL][: args.seeds],
+        "final set, final α": val["sets"][args.snapshot][: args.seeds],
+    }
+    if min(len(s) for s in scores.values()) < args.seeds:
+        parser.error(f"val.json has fewer than {args.seeds} seeds for the diagonal")
+    for name, (images, labels, lr) in crossed(initial, final).items():
+        scores[name] = [
+            100
+            * validation_accuracy(
+                images,
+                labels,
+                lr,
+                section,
+                data,
+                torch.device("cpu"),
+                derive_seed(section.seed, 3, k),
+            )
+            for k in range(args.seeds)
+        ]
+    base = scores["initial set, initial α"]
+    rows = {
+        name: {
+            "val_balanced_accuracy": s,
+            "gain_over_initial": [a - b for a, b in zip(s, base, strict=True)],
+        }
+        for name, s in scores.items()
+    }
+    lines = [
+        header("Learned α against learned set, on the validation split"),
+        f"- trial `{args.trial}`, snapshot `{args.snapshot}` (iteration {meta['iterations']}); "
+        f"α {float(initial['lr']):.4g} → {float(final['lr']):.4g}; {args.seeds} validation "
+        f"networks per set ({section.eval_epochs} epochs), the seeds of the trial's paired "
+        "validation. The test set is not read.",
+        "",
+        "| images + labels | α | validation (%) per seed | mean | gain over iteration 0 (pp) |",
+        "|---|---|---|---:|---:|",
+    ]
+    for name, row in rows.items():
+        images, alpha = name.split(", ")
+        lines.append(
+            f"| {images} | {alpha} | {', '.join(f'{x:.1f}' for x in row['val_balanced_accuracy'])} "
+            f"| {statistics.mean(row['val_balanced_accuracy']):.1f} "
+            f"| {statistics.mean(row['gain_over_initial']):+.1f} |"
+        )
+    write_text(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
+    write_json(
+        RESULTS / f"{args.out}.json",
+        {
+            **provenance(),
+            "trial": str(args.trial),
+            "snapshot": args.snapshot,
+            "iteration": meta["iterations"],
+            "alpha": [float(initial["lr"]), float(final["lr"])],
+            "rows": rows,
+        },
+    )
+    print("\n".join(lines[-6:]))
+
+
+if __name__ == "__main__":
+    main()
