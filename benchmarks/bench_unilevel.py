@@ -126,7 +126,7 @@ class Bench:
         if selection == "random":
             idx = select_random(labels, data.num_classes, cfg.ipc, 0, "duplicate")
         else:
-            features = extract_features(_FeatureView(teacher), data.train_images)
+            features = extract_features(teacher, data.train_images)
             idx = select_herding(features, labels, data.num_classes, cfg.ipc, "duplicate")
         idx = torch.as_tensor(idx)
         images, classes = data.train_images[idx], data.train_labels[idx]
@@ -180,6 +180,7 @@ class Bench:
                     "stages": _stages(timings),
                     "synthesis_seconds": synthesis,
                     "adsa_tau": full.meta["unilevel"]["relabel"]["adsa_tau"],
+                    "init_mode": full.meta["unilevel"]["config"]["init"]["mode"],
                 }
                 if ipc == 10 and int(beta) in LTDD_SET_SECONDS:
                     extra["ratio_ltdd_set_seconds_over_synthesis"] = (
@@ -289,17 +290,6 @@ class Bench:
                 write_json(self.work / "experts.json", experts)
 
 
-class _FeatureView(torch.nn.Module):
-    """A DebiasedNet seen through `features` (its backbone's penultimate features)."""
-
-    def __init__(self, net) -> None:
-        super().__init__()
-        self.net = net
-
-    def features(self, x):
-        return self.net.backbone.features(x)
-
-
 def _pct(summary: dict) -> dict:
     return {
         "mean": 100 * summary["mean"],
@@ -339,7 +329,7 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
         }
         for (m, b), v in CITED_ROWS.items()
     ]
-    previous = [{**r, "session": "previous"} for r in _previous_rows(args)]
+    previous = [{**r, "session": r.get("session", "previous")} for r in _previous_rows(args)]
     for r in out:  # distillation gain: the recovered set minus its iteration-0 (init) set
         if r["method"] == "unilevel" and r["variant"] == "full" and r["protocol"] == "shared":
             base = rows.get(f"b{r['beta']:g}-ipc{r['ipc']}/-recovery")
@@ -371,27 +361,25 @@ def _paired_gain(final: dict, initial: dict) -> dict:
 
 
 def _previous_rows(args: argparse.Namespace) -> list[dict]:
-    """Rows of an earlier session's work dir (--previous), superseded but kept for comparison."""
+    """Rows of earlier sessions' work dir (--previous), superseded but kept for comparison; a
+    row's own `session` field (which earlier session) is kept, else it reads `previous`."""
     path = Path(args.previous) / "rows.json" if getattr(args, "previous", None) else None
     return list(read_json(path).values()) if path and path.is_file() else []
 
 
 def previous_table(rows: list[dict]) -> str:
-    """The superseded rows of the previous session (single-pass recalibration, old profile)."""
+    """The superseded rows of earlier sessions (their profiles are described in the note)."""
     if not rows:
         return ""
     text = (
-        "\n## Previous session's rows (superseded; `session: previous` in the JSON)\n\n"
-        "Profile of the previous session: 4-epoch teacher, single-pass recalibration (whose "
-        "deeper-layer targets the recalibrated observer cannot reach), crops at scale 0.5-1, "
-        "200 recovery iterations at lr 0.05.\n\n"
-        "| β | IPC | method | variant | protocol | balanced acc. | seeds |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "\n## Earlier sessions' rows (superseded; `session` in the JSON names the session)\n\n"
+        "| session | β | IPC | method | variant | protocol | balanced acc. | seeds |\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
-    for r in sorted(rows, key=lambda r: (r["ipc"], r["beta"])):
+    for r in sorted(rows, key=lambda r: (r["session"], r["ipc"], r["beta"])):
         text += (
-            f"| {r['beta']:g} | {r['ipc']} | {r['method']} | {r['variant']} | {r['protocol']} "
-            f"| {_fmt(r['balanced_accuracy'])} | {r['seeds']} |\n"
+            f"| {r['session']} | {r['beta']:g} | {r['ipc']} | {r['method']} | {r['variant']} "
+            f"| {r['protocol']} | {_fmt(r['balanced_accuracy'])} | {r['seeds']} |\n"
         )
     return text
 

@@ -299,7 +299,7 @@ def exp_teacher(ctx: Context) -> None:
     ctx.record(
         key,
         {
-            "folder": str(folder.relative_to(ROOT)),
+            "folder": str(folder.resolve().relative_to(ROOT)),
             "per_epoch": [
                 {k: r.get(k) for k in ("epoch", "val_accuracy", "accuracy", "head", "tail")}
                 for r in rows
