@@ -545,7 +545,7 @@ def target_check(rows: list[dict], synthesis_path: Path | None = None) -> str:
 
 
 def diagnosis_table(folders: list[Path]) -> str:
-    """benchmarks/diagnose_unilevel.py's validation results (one student each, seed 0)."""
+    """benchmarks/diagnose_unilevel.py's validation results (one student per row)."""
     found = {}
     for folder in folders:
         path = folder / "diagnose.json"
@@ -556,10 +556,12 @@ def diagnosis_table(folders: list[Path]) -> str:
     text = (
         "\n## Diagnosis on the validation split (benchmarks/diagnose_unilevel.py; β = 100, IPC 10)"
         "\n\nValidation = 100 Fashion-MNIST training images per class outside the LT subset "
-        "(class 0: LT images outside the sets), one student (seed 0) under the shared protocol; "
-        "never the test set. `targets`, `init`, `recover` and `labels` rows used the previous "
-        "profile's 4-epoch teacher and its crop initialisation unless the key says otherwise; "
-        "`kappa` rows use this profile (6-epoch teacher, whole images, no recovery).\n"
+        "(class 0: LT images outside the sets), one student per row (seed 0 unless the key "
+        "names another) under the shared protocol; never the test set. `targets`, `init`, "
+        "`recover` and `labels` rows used the 4-epoch teacher and crop initialisation of two "
+        "sessions ago unless the key says otherwise; `kappa` rows the 6-epoch teacher of the "
+        "previous session (whole images, no recovery); `inits` rows this profile's 20-epoch "
+        "teacher (κ 0.5 unless the group says κ 0; no recovery).\n"
     )
     if "targets" in found:
         text += (
@@ -585,6 +587,17 @@ def diagnosis_table(folders: list[Path]) -> str:
             f"{'–' if agree is None else f'{100 * agree:.0f} %'} | "
             f"{'–' if change is None else f'{change:.2f}'} |\n"
         )
+    groups: dict[str, list[float]] = {}
+    for key, r in found.items():  # "inits/<mode> seed=N beta=B ipc=I", several seeds per mode
+        if key.startswith("inits/"):
+            mode, rest = key.split(" seed=")
+            groups.setdefault(f"{mode} {rest.split(' ', 1)[1]}", []).append(100 * r["val"])
+    if groups:
+        text += "\n| initialisation (paired student seeds) | val. balanced acc. per seed | mean |\n"
+        text += "|---|---|---|\n"
+        for name, vals in groups.items():
+            per_seed = " / ".join(f"{v:.1f}" for v in vals)
+            text += f"| {name} | {per_seed} | {sum(vals) / len(vals):.1f} |\n"
     for key, r in found.items():
         if key.startswith("teacher/"):
             vals = ", ".join(f"{100 * e['val_accuracy']:.1f}" for e in r["per_epoch"])

@@ -198,10 +198,11 @@ def exp_inits(ctx: Context) -> None:
         sets[mode] = images, labels, info["source_indices"]
     used = sorted({i for *_, src in sets.values() for i in src} | set(ctx.random_idx.tolist()))
     ctx.val_x, ctx.val_y = validation_set(ctx.cfg, ctx.data, used)
-    lr = ctx.cfg.unilevel.relabel.set_lr
+    lr, kappa = ctx.cfg.unilevel.relabel.set_lr, ctx.cfg.unilevel.relabel.hard_weight
+    cell = f"beta={ctx.args.beta:g} ipc={ctx.cfg.ipc}"
     for seed in ctx.args.val_seeds:
         for mode, (images, labels, _) in sets.items():
-            key = f"inits/{mode} seed={seed} beta={ctx.args.beta:g} ipc={ctx.cfg.ipc}"
+            key = f"inits/{mode} kappa={kappa:g} seed={seed} {cell}"
             if not ctx.done(key):
                 row = ctx.val(images, labels, lr, seed)
                 row["val_classes_1_9"] = float(np.mean(row["val_per_class"][1:]))
