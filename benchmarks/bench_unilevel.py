@@ -518,8 +518,7 @@ def target_check(rows: list[dict], synthesis_path: Path | None = None) -> str:
         timing_note = (
             f" (median of {timed['repeats']} `--time-synthesis` runs of the current code, "
             f"{cpu:.1f} CPU s, load {timed['load_average'][0]:.0f} on 2 cores; the benchmark "
-            f"row's own synthesis took {row_s:.0f} s, with a recalibration the profile no "
-            "longer runs)"
+            f"row's own synthesis took {row_s:.0f} s, under the load of its evaluation)"
         )
     else:
         timing_note = ""
