@@ -126,7 +126,7 @@ class Bench:
         if selection == "random":
             idx = select_random(labels, data.num_classes, cfg.ipc, 0, "duplicate")
         else:
-            features = extract_features(_FeatureView(teacher), data.train_images)
+            features = extract_features(teacher, data.train_images)
             idx = select_herding(features, labels, data.num_classes, cfg.ipc, "duplicate")
         idx = torch.as_tensor(idx)
         images, classes = data.train_images[idx], data.train_labels[idx]
@@ -180,6 +180,7 @@ class Bench:
                     "stages": _stages(timings),
                     "synthesis_seconds": synthesis,
                     "adsa_tau": full.meta["unilevel"]["relabel"]["adsa_tau"],
+                    "init_mode": full.meta["unilevel"]["config"]["init"]["mode"],
                 }
                 if ipc == 10 and int(beta) in LTDD_SET_SECONDS:
                     extra["ratio_ltdd_set_seconds_over_synthesis"] = (
@@ -289,17 +290,6 @@ class Bench:
                 write_json(self.work / "experts.json", experts)
 
 
-class _FeatureView(torch.nn.Module):
-    """A DebiasedNet seen through `features` (its backbone's penultimate features)."""
-
-    def __init__(self, net) -> None:
-        super().__init__()
-        self.net = net
-
-    def features(self, x):
-        return self.net.backbone.features(x)
-
-
 def _pct(summary: dict) -> dict:
     return {
         "mean": 100 * summary["mean"],
@@ -339,7 +329,7 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
         }
         for (m, b), v in CITED_ROWS.items()
     ]
-    previous = [{**r, "session": "previous"} for r in _previous_rows(args)]
+    previous = [{**r, "session": r.get("session", "previous")} for r in _previous_rows(args)]
     for r in out:  # distillation gain: the recovered set minus its iteration-0 (init) set
         if r["method"] == "unilevel" and r["variant"] == "full" and r["protocol"] == "shared":
             base = rows.get(f"b{r['beta']:g}-ipc{r['ipc']}/-recovery")
@@ -371,27 +361,25 @@ def _paired_gain(final: dict, initial: dict) -> dict:
 
 
 def _previous_rows(args: argparse.Namespace) -> list[dict]:
-    """Rows of an earlier session's work dir (--previous), superseded but kept for comparison."""
+    """Rows of earlier sessions' work dir (--previous), superseded but kept for comparison; a
+    row's own `session` field (which earlier session) is kept, else it reads `previous`."""
     path = Path(args.previous) / "rows.json" if getattr(args, "previous", None) else None
     return list(read_json(path).values()) if path and path.is_file() else []
 
 
 def previous_table(rows: list[dict]) -> str:
-    """The superseded rows of the previous session (single-pass recalibration, old profile)."""
+    """The superseded rows of earlier sessions (their profiles are described in the note)."""
     if not rows:
         return ""
     text = (
-        "\n## Previous session's rows (superseded; `session: previous` in the JSON)\n\n"
-        "Profile of the previous session: 4-epoch teacher, single-pass recalibration (whose "
-        "deeper-layer targets the recalibrated observer cannot reach), crops at scale 0.5-1, "
-        "200 recovery iterations at lr 0.05.\n\n"
-        "| β | IPC | method | variant | protocol | balanced acc. | seeds |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "\n## Earlier sessions' rows (superseded; `session` in the JSON names the session)\n\n"
+        "| session | β | IPC | method | variant | protocol | balanced acc. | seeds |\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
-    for r in sorted(rows, key=lambda r: (r["ipc"], r["beta"])):
+    for r in sorted(rows, key=lambda r: (r["session"], r["ipc"], r["beta"])):
         text += (
-            f"| {r['beta']:g} | {r['ipc']} | {r['method']} | {r['variant']} | {r['protocol']} "
-            f"| {_fmt(r['balanced_accuracy'])} | {r['seeds']} |\n"
+            f"| {r['session']} | {r['beta']:g} | {r['ipc']} | {r['method']} | {r['variant']} "
+            f"| {r['protocol']} | {_fmt(r['balanced_accuracy'])} | {r['seeds']} |\n"
         )
     return text
 
@@ -530,8 +518,7 @@ def target_check(rows: list[dict], synthesis_path: Path | None = None) -> str:
         timing_note = (
             f" (median of {timed['repeats']} `--time-synthesis` runs of the current code, "
             f"{cpu:.1f} CPU s, load {timed['load_average'][0]:.0f} on 2 cores; the benchmark "
-            f"row's own synthesis took {row_s:.0f} s, with a recalibration the profile no "
-            "longer runs)"
+            f"row's own synthesis took {row_s:.0f} s, under the load of its evaluation)"
         )
     else:
         timing_note = ""
@@ -557,7 +544,7 @@ def target_check(rows: list[dict], synthesis_path: Path | None = None) -> str:
 
 
 def diagnosis_table(folders: list[Path]) -> str:
-    """benchmarks/diagnose_unilevel.py's validation results (one student each, seed 0)."""
+    """benchmarks/diagnose_unilevel.py's validation results (one student per row)."""
     found = {}
     for folder in folders:
         path = folder / "diagnose.json"
@@ -568,10 +555,12 @@ def diagnosis_table(folders: list[Path]) -> str:
     text = (
         "\n## Diagnosis on the validation split (benchmarks/diagnose_unilevel.py; β = 100, IPC 10)"
         "\n\nValidation = 100 Fashion-MNIST training images per class outside the LT subset "
-        "(class 0: LT images outside the sets), one student (seed 0) under the shared protocol; "
-        "never the test set. `targets`, `init`, `recover` and `labels` rows used the previous "
-        "profile's 4-epoch teacher and its crop initialisation unless the key says otherwise; "
-        "`kappa` rows use this profile (6-epoch teacher, whole images, no recovery).\n"
+        "(class 0: LT images outside the sets), one student per row (seed 0 unless the key "
+        "names another) under the shared protocol; never the test set. `targets`, `init`, "
+        "`recover` and `labels` rows used the 4-epoch teacher and crop initialisation of two "
+        "sessions ago unless the key says otherwise; `kappa` rows the 6-epoch teacher of the "
+        "previous session (whole images, no recovery); `inits` rows this profile's 20-epoch "
+        "teacher (κ 0.5 unless the group says κ 0; no recovery).\n"
     )
     if "targets" in found:
         text += (
@@ -597,6 +586,17 @@ def diagnosis_table(folders: list[Path]) -> str:
             f"{'–' if agree is None else f'{100 * agree:.0f} %'} | "
             f"{'–' if change is None else f'{change:.2f}'} |\n"
         )
+    groups: dict[str, list[float]] = {}
+    for key, r in found.items():  # "inits/<mode> seed=N beta=B ipc=I", several seeds per mode
+        if key.startswith("inits/"):
+            mode, rest = key.split(" seed=")
+            groups.setdefault(f"{mode} {rest.split(' ', 1)[1]}", []).append(100 * r["val"])
+    if groups:
+        text += "\n| initialisation (paired student seeds) | val. balanced acc. per seed | mean |\n"
+        text += "|---|---|---|\n"
+        for name, vals in groups.items():
+            per_seed = " / ".join(f"{v:.1f}" for v in vals)
+            text += f"| {name} | {per_seed} | {sum(vals) / len(vals):.1f} |\n"
     for key, r in found.items():
         if key.startswith("teacher/"):
             vals = ", ".join(f"{100 * e['val_accuracy']:.1f}" for e in r["per_epoch"])

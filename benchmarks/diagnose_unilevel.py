@@ -10,6 +10,7 @@ Experiments (run the ones named with --only, in order; results cached by name in
 - `labels`: random real images + teacher logits at several temperatures and set learning rates,
   and hard labels (the shared protocol's soft cross-entropy reads softmax(logits)).
 - `init`: confidence-guided initialisation at several crop scales, no recovery.
+- `inits`: initialisation modes (confidence, random, herding), paired over --val-seeds students.
 - `recover`: recovery variants from the chosen initialisation (teacher agreement + validation).
 - `teacher`: train the debiased expert for --teacher-epochs with validation accuracy per epoch
   (classes 1..C-1 only: class 0's validation images are LT training images the teacher saw).
@@ -86,9 +87,9 @@ class Context:
         write_json(self.out, self.results)
         log.info("%s: %s", key, json.dumps(value)[:300])
 
-    def val(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict:
-        """One student (seed 0, shared protocol) → balanced and per-class validation accuracy."""
-        model = train_network(images, labels, lr, 10, self.cfg.evaluate.train, 0, self.cpu)
+    def val(self, images: torch.Tensor, labels: torch.Tensor, lr: float, seed: int = 0) -> dict:
+        """One student (shared protocol) → balanced and per-class validation accuracy."""
+        model = train_network(images, labels, lr, 10, self.cfg.evaluate.train, seed, self.cpu)
         pred, truth = predict(model, self.val_x), self.val_y.numpy()
         per_class = [float((pred[truth == c] == c).mean()) for c in range(10)]
         return {"val": float(np.mean(per_class)), "val_per_class": per_class}
@@ -177,6 +178,35 @@ def exp_init(ctx: Context) -> None:
                 "teacher_agreement": agreement(teacher, images, classes),
             },
         )
+
+
+def exp_inits(ctx: Context) -> None:
+    """Initialisation modes (confidence, random, herding, ...) with the profile's teacher labels
+    and no recovery, each scored by the same student seeds (paired). The validation images of
+    the head class exclude every candidate set's images."""
+    observer, teacher = ctx.nets()
+    sets = {}
+    for mode in ctx.args.init_modes:  # "herding" or "herding:max_images_per_class=6000"
+        name, *kv = mode.split(":")
+        changes = dict(x.split("=") for x in kv)
+        init = dataclasses.replace(
+            ctx.cfg.unilevel.init, mode=name, **{k: int(v) for k, v in changes.items()}
+        )
+        ucfg = dataclasses.replace(ctx.cfg.unilevel, init=init)
+        images, classes, info = initial_set(ucfg, teacher, ctx.data, ctx.cfg.ipc, observer)
+        labels, _ = label_set(ucfg, teacher, images, classes, ctx.data.train_counts)
+        sets[mode] = images, labels, info["source_indices"]
+    used = sorted({i for *_, src in sets.values() for i in src} | set(ctx.random_idx.tolist()))
+    ctx.val_x, ctx.val_y = validation_set(ctx.cfg, ctx.data, used)
+    lr, kappa = ctx.cfg.unilevel.relabel.set_lr, ctx.cfg.unilevel.relabel.hard_weight
+    cell = f"beta={ctx.args.beta:g} ipc={ctx.cfg.ipc}"
+    for seed in ctx.args.val_seeds:
+        for mode, (images, labels, _) in sets.items():
+            key = f"inits/{mode} kappa={kappa:g} seed={seed} {cell}"
+            if not ctx.done(key):
+                row = ctx.val(images, labels, lr, seed)
+                row["val_classes_1_9"] = float(np.mean(row["val_per_class"][1:]))
+                ctx.record(key, row)
 
 
 def exp_recover(ctx: Context) -> None:
@@ -270,7 +300,7 @@ def exp_teacher(ctx: Context) -> None:
     ctx.record(
         key,
         {
-            "folder": str(folder.relative_to(ROOT)),
+            "folder": str(folder.resolve().relative_to(ROOT)),
             "per_epoch": [
                 {k: r.get(k) for k in ("epoch", "val_accuracy", "accuracy", "head", "tail")}
                 for r in rows
@@ -300,6 +330,7 @@ EXPERIMENTS = {
     "targets": exp_targets,
     "labels": exp_labels,
     "init": exp_init,
+    "inits": exp_inits,
     "recover": exp_recover,
     "teacher": exp_teacher,
     "kappa": exp_kappa,
@@ -320,6 +351,11 @@ def main() -> None:
     parser.add_argument("--crop-scales", type=float, nargs="+", default=[0.5, 0.8, 1.0])
     parser.add_argument("--recover", nargs="+", default=["passes=single", "passes=layerwise"])
     parser.add_argument("--teacher-epochs", type=int, default=10)
+    parser.add_argument(
+        "--init-modes", nargs="+", default=["confidence", "random", "herding"],
+        help="inits: init.mode[:max_images_per_class=N]",
+    )  # fmt: skip
+    parser.add_argument("--val-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kappas", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()

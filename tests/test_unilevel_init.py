@@ -1,11 +1,13 @@
-"""Confidence-guided multi-round initialisation (spec §1.4, check §6.4)."""
+"""Confidence-guided multi-round initialisation (spec §1.4, check §6.4) and herding init."""
 
 import pytest
 import torch
-from unilevel_support import tiny_observer
+from unilevel_support import procedural, tiny_observer
 
 from ltdd.errors import UserError
-from ltdd.unilevel.init import confidence_init, multi_round_select
+from ltdd.unilevel.config import InitConfig, UnilevelConfig
+from ltdd.unilevel.init import candidate_pool, confidence_init, herding_init, multi_round_select
+from ltdd.unilevel.synthesize import initial_set
 
 
 def _scores(counts, k, seed=0):
@@ -63,3 +65,58 @@ def test_confidence_init_is_deterministic_and_fills_every_class():
     src = torch.tensor(info["source_indices"])
     assert (labels[src] == classes).all()
     assert len(set(src[:8].tolist())) == 8  # class 0 (20 images ≥ 8): distinct sources
+
+
+def _herding_oracle(features: torch.Tensor, budget: int) -> list[int]:
+    """Greedy mean matching written out: add the image whose inclusion brings the running
+    average of the chosen features closest to the class mean (first index on ties)."""
+    feats = features.double()
+    mean, chosen = feats.mean(0), []
+    for _ in range(budget):
+        gaps = [
+            float("inf") if i in chosen else float((mean - feats[chosen + [i]].mean(0)).norm())
+            for i in range(len(feats))
+        ]
+        chosen.append(min(range(len(feats)), key=gaps.__getitem__))
+    return chosen
+
+
+def test_herding_init_matches_greedy_mean_matching_on_the_observers_features():
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(1)
+    counts = [15, 9, 6, 4, 3, 12, 7, 5, 8, 10]
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    images = torch.randn(len(labels), 1, 28, 28, generator=gen)
+    observer = tiny_observer(seed=2)
+    ipc = 5
+    out, classes, info = herding_init(observer, images, labels, 10, ipc, 100, seed=0)
+    assert torch.bincount(classes).tolist() == [ipc] * 10
+    src = torch.tensor(info["source_indices"])
+    torch.testing.assert_close(out, images[src])
+    with torch.no_grad():
+        for c, n in enumerate(counts):
+            members = torch.nonzero(labels == c).flatten()
+            feats = observer.features(images[members])
+            expected = members[_herding_oracle(feats, min(ipc, n))].tolist()
+            got = src[c * ipc : (c + 1) * ipc].tolist()
+            if n >= ipc:
+                assert got == expected
+            else:  # the tail policy `duplicate` cycles the class's herding order
+                assert got == (expected * ipc)[:ipc]
+
+
+def test_herding_init_picks_inside_the_seeded_pool_and_is_recorded_as_its_mode():
+    torch.set_num_threads(1)
+    data = procedural()
+    cfg = UnilevelConfig(init=InitConfig(mode="herding", max_images_per_class=12))
+    teacher, observer = tiny_observer(seed=0), tiny_observer(seed=5)
+    images, classes, info = initial_set(cfg, teacher, data, 4, observer)
+    assert info["mode"] == "herding" and info["features"] == "observer"
+    pool = candidate_pool(data.train_labels.numpy(), 10, 12, torch.Generator().manual_seed(0))
+    src = torch.tensor(info["source_indices"])
+    assert set(src.tolist()) <= set(pool[pool >= 0].tolist())
+    assert (data.train_labels[src] == classes).all()
+    ref = herding_init(observer, data.train_images, data.train_labels, 10, 4, 12, 0)[0]
+    torch.testing.assert_close(images, ref)  # the observer's features, not the teacher's
+    other = initial_set(cfg, teacher, data, 4)[0]  # no observer given: the teacher embeds
+    assert not torch.equal(images, other)

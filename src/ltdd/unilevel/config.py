@@ -54,9 +54,12 @@ class RecalibrationConfig:
 
 @dataclass(frozen=True)
 class InitConfig:
-    """Confidence-guided multi-round initialisation (spec §1.4); `random` is the ablation."""
+    """Confidence-guided multi-round initialisation (spec §1.4); `random` is the ablation;
+    `herding`: whole images chosen by herding on the observer's features (not in the paper)."""
 
-    mode: str = field(default="confidence", metadata={"choices": ("confidence", "random")})
+    mode: str = field(
+        default="confidence", metadata={"choices": ("confidence", "random", "herding")}
+    )
     max_images_per_class: int = field(default=300, metadata={"ge": 1})
     crops_per_image: int = field(default=5, metadata={"ge": 1})
     crop_scale: tuple[float, float] = (0.5, 1.0)

@@ -1,4 +1,6 @@
-"""Confidence-guided multi-round initialisation (spec §1.4), vectorised over classes.
+"""Initialisation of the synthetic set from real images: confidence-guided (spec §1.4) or herding.
+
+Confidence-guided multi-round selection, vectorised over classes:
 
 Candidates are K crops of up to `max_images_per_class` real images per class, scored by the
 teacher's log-probability of the true class. Classes are padded to the largest class with masked
@@ -14,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ltdd.errors import UserError
+from ltdd.select import extract_features, select_herding
 from ltdd.unilevel.crops import apply_crops, sample_crop_boxes
 
 
@@ -113,3 +116,27 @@ def confidence_init(
         "scored_crops": int(valid.sum()) * k,
     }
     return out, cls.reshape(-1).clone(), info
+
+
+@torch.no_grad()
+def herding_init(
+    observer: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    ipc: int,
+    max_per_class: int,
+    seed: int,
+) -> tuple[Tensor, Tensor, dict]:
+    """IPC whole images per class chosen by herding (`ltdd.select.select_herding`) on the
+    observer's penultimate features (`observer.features`), among the same seeded pool of at most
+    `max_per_class` images per class that `confidence_init` scores. A class with fewer than IPC
+    images repeats its herding order (tail policy `duplicate`). Returns (images, classes, info)."""
+    gen = torch.Generator().manual_seed(seed)
+    pool = candidate_pool(labels.numpy(), num_classes, max_per_class, gen)
+    flat = pool[pool >= 0]  # dataset indices, class by class
+    features = extract_features(observer, images[flat])
+    picks = select_herding(features, labels[flat].numpy(), num_classes, ipc, "duplicate")
+    src = flat[torch.as_tensor(picks)]
+    info = {"source_indices": src.tolist(), "features": "observer", "pool_images": len(flat)}
+    return images[src].clone(), labels[src].clone(), info

@@ -33,6 +33,10 @@ class DebiasedNet(nn.Module):
         balanced = self.balanced(h) if self.balanced is not None else None
         return logits, balanced, z, self.prediction(z)
 
+    def features(self, x: Tensor) -> Tensor:
+        """The backbone's penultimate features h (what `ltdd.select` embeds images with)."""
+        return self.backbone.features(x)
+
     def forward(self, x: Tensor) -> Tensor:
         h = self.backbone.features(x)
         head = self.balanced if self.balanced is not None else self.backbone.classifier

@@ -20,7 +20,7 @@ from ltdd.select import select_random
 from ltdd.unilevel.adsa import calibrate
 from ltdd.unilevel.config import RecoverConfig, UnilevelConfig
 from ltdd.unilevel.experts import ensure_experts, load_expert, store_hash
-from ltdd.unilevel.init import candidate_pool, confidence_init
+from ltdd.unilevel.init import candidate_pool, confidence_init, herding_init
 from ltdd.unilevel.recalibrate import recalibrate
 from ltdd.unilevel.recover import pixel_bounds, recover
 from ltdd.unilevel.relabel import mix_hard, teacher_logits
@@ -43,20 +43,33 @@ def statistics_subset(cfg: UnilevelConfig, data: LongTailedData) -> tuple:
     return data.train_images[idx], data.train_labels[idx]
 
 
-def initial_set(cfg: UnilevelConfig, teacher, data: LongTailedData, ipc: int) -> tuple:
-    """(images, classes, info) from the confidence-guided init or random real images (ablation)."""
-    if cfg.init.mode == "confidence":
-        return confidence_init(
-            teacher,
-            data.train_images,
-            data.train_labels,
-            data.num_classes,
-            ipc,
-            cfg.init.crops_per_image,
-            cfg.init.crop_scale,
-            cfg.init.max_images_per_class,
-            cfg.seed,
-        )
+def _confidence(cfg: UnilevelConfig, observer, teacher, data: LongTailedData, ipc: int):
+    return confidence_init(
+        teacher,
+        data.train_images,
+        data.train_labels,
+        data.num_classes,
+        ipc,
+        cfg.init.crops_per_image,
+        cfg.init.crop_scale,
+        cfg.init.max_images_per_class,
+        cfg.seed,
+    )
+
+
+def _herding(cfg: UnilevelConfig, observer, teacher, data: LongTailedData, ipc: int):
+    return herding_init(
+        observer,
+        data.train_images,
+        data.train_labels,
+        data.num_classes,
+        ipc,
+        cfg.init.max_images_per_class,
+        cfg.seed,
+    )
+
+
+def _random(cfg: UnilevelConfig, observer, teacher, data: LongTailedData, ipc: int):
     idx = torch.as_tensor(
         select_random(data.train_labels.numpy(), data.num_classes, ipc, cfg.seed, "duplicate")
     )
@@ -65,6 +78,21 @@ def initial_set(cfg: UnilevelConfig, teacher, data: LongTailedData, ipc: int) ->
         data.train_labels[idx].clone(),
         {"source_indices": idx.tolist()},
     )
+
+
+INIT_MODES = {"confidence": _confidence, "herding": _herding, "random": _random}
+"""`init.mode` → (cfg, observer, teacher, data, ipc) → (images, classes, info)."""
+
+
+def initial_set(
+    cfg: UnilevelConfig, teacher, data: LongTailedData, ipc: int, observer=None
+) -> tuple:
+    """(images, classes, info) of `cfg.init.mode` (see INIT_MODES); info["mode"] names it.
+    Herding embeds with `observer`, which defaults to the teacher (one shared network)."""
+    images, classes, info = INIT_MODES[cfg.init.mode](
+        cfg, teacher if observer is None else observer, teacher, data, ipc
+    )
+    return images, classes, {"mode": cfg.init.mode, **info}
 
 
 def label_set(
@@ -122,7 +150,7 @@ def synthesize(
                 passes=rc.passes,
             )
     with measure(device) as timings["initialisation"]:
-        images, classes, init_info = initial_set(cfg, teacher, data, ipc)
+        images, classes, init_info = initial_set(cfg, teacher, data, ipc, observer)
     with measure(device) as timings["recovery"]:
         images, history = recover(
             observer,
