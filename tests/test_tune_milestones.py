@@ -19,8 +19,6 @@ from ltdd.distill import distill
 from ltdd.distill.engine import INITIAL
 from ltdd.io import load_tensors
 
-pytest.importorskip("optuna")
-
 TUNE = Path(__file__).resolve().parent.parent / "benchmarks" / "tune_distill.py"
 
 _threads = pytest.fixture(autouse=True, scope="module")(one_thread)
