@@ -107,6 +107,31 @@ def test_locks_serialise_racing_processes(tmp_path):
     assert all(p.returncode == 0 for p in procs) and sum(counts) > 0
 
 
+def test_lock_survives_a_holder_removing_the_folder_mid_mkdir(tmp_path, monkeypatch):
+    """pathlib's mkdir(exist_ok=True) fails when the folder exists at its mkdir and is gone at
+    its is_dir(): what a racing holder's release does. The lock must retry, not crash."""
+    target = tmp_path / "d"
+    real_mkdir = Path.mkdir
+    raced = []
+
+    def racing_mkdir(self, *args, **kwargs):
+        if self == target and not raced:
+            raced.append(True)
+            raise FileExistsError(17, "File exists", str(self))  # exists, then removed
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    with locked(target) as held:
+        assert (held / LOCK_FILE).exists()
+    assert raced and not target.exists()
+
+
+def test_lock_refuses_a_file_in_place_of_the_folder(tmp_path):
+    (tmp_path / "f").write_text("not a folder")
+    with pytest.raises(UserError, match="not a directory"), locked(tmp_path / "f"):
+        pass
+
+
 # ---- expert stores ------------------------------------------------------------
 @pytest.fixture()
 def store_dir(tmp_path) -> Path:

@@ -75,7 +75,14 @@ def locked(directory: str | Path, what: str = "output directory") -> Iterator[Pa
     path = directory / LOCK_FILE
     while True:
         created = [p for p in (directory, *directory.parents) if not p.exists()]
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            # pathlib's exist_ok checks twice: mkdir fails (it exists), then is_dir() fails (a
+            # releasing holder removed it in between). Only a non-folder in the way is final.
+            if os.path.lexists(directory) and not directory.is_dir():
+                raise UserError(f"{directory}: exists and is not a directory") from None
+            continue
         try:
             fd = _acquire(path)
             break
