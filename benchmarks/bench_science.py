@@ -19,7 +19,8 @@ Sets are evaluated by the run itself (`eval/<method>.json`, fresh networks, seve
 gain from `eval/init/<method>.json`, the iteration-0 set under the same evaluation).
 
 Run: `.venv/bin/python benchmarks/bench_science.py --cells runs/b100-ipc10 [...]
-[--ablation 'ltdd faithful=runs/b100-ipc10-faithful' ...]`.
+[--ablation 'ltdd faithful=runs/b100-ipc10-faithful' ...] [--keep benchmarks/results/science.json]`
+(`--keep`: the earlier file's rows of cells not read now stay, e.g. when their runs are gone).
 """
 
 from __future__ import annotations
@@ -256,12 +257,74 @@ def fmt(row: dict) -> str:
     )
 
 
+def cell_table(title: str, rows: list[dict]) -> list[str]:
+    return [
+        "",
+        title,
+        "",
+        "Balanced test accuracy in % (mean ± population std over evaluation seeds, number "
+        "of runs in brackets); gain = final set minus its iteration-0 set, per seed paired "
+        "(points); α = learned learning rate(s) at the end; loss = matching loss at the "
+        "last iteration over the first, per phase; change = mean over classes of "
+        "‖X_T − X_0‖/‖X_0‖; validation = balanced accuracy on the carved validation split "
+        "during distillation (one network, iteration 0 first).",
+        "",
+        "| method | balanced acc. | tail acc. | gain (pp) | α final | loss last/first | "
+        "change | validation (%) |",
+        "|---|---|---:|---|---|---|---:|---|",
+        *[fmt(r) for r in rows],
+    ]
+
+
+def kept_rows(path: Path, read: list[dict]) -> list[dict]:
+    """The rows of an earlier results file of this script for cells not read in this call (so a
+    table can grow by a cell after the run directories behind the others are gone)."""
+    cells = {(r["beta"], r["ipc"]) for r in read if r["ipc"] is not None}
+    betas = {b for b, _ in cells}
+    return [
+        {**r, "kept_from": rel(path)}
+        for r in read_json(path)["rows"]
+        if ((r["beta"], r["ipc"]) not in cells if r["ipc"] is not None else r["beta"] not in betas)
+    ]
+
+
+def kept_lines(rows: list[dict], source: Path) -> list[str]:
+    """Tables of the kept rows: one per (β, IPC) cell, and their full-data rows."""
+    lines = []
+    for beta, ipc in sorted({(r["beta"], r["ipc"]) for r in rows if r["ipc"] is not None}):
+        cell = [r for r in rows if (r["beta"], r["ipc"]) == (beta, ipc)]
+        folder = cell[0].get("run_dir", "?")
+        lines += cell_table(
+            f"## β = {beta:g}, IPC {ipc} (`{folder}`; rows kept from `{rel(source)}`)", cell
+        )
+    full = [r for r in rows if r["ipc"] is None]
+    if full:
+        lines += [
+            "",
+            f"Full-data rows kept from `{rel(source)}` (their tables are in its history):",
+            "",
+            "| β | row | balanced acc. |",
+            "|---|---|---|",
+            *[
+                f"| {r['beta']:g} | {r['method']} | {r['balanced_accuracy']['mean']:.1f} ± "
+                f"{r['balanced_accuracy']['std']:.1f} |"
+                for r in full
+            ],
+        ]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", type=Path, required=True)
     parser.add_argument("--ablation", action="append", default=[], help="LABEL=RUN_DIR")
     parser.add_argument("--name", default="science")
     parser.add_argument("--note-file", type=Path, help="markdown added under the header")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="an earlier results JSON of this script: its rows of cells not read now are kept",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     ablations = [a.split("=", 1) for a in args.ablation]
@@ -278,22 +341,12 @@ def main() -> None:
                 rows += set_rows(Path(folder), cell_config(Path(folder)), label)
         rows += full_rows(cell, cfg, data, expert_lines)
         all_rows += rows
-        lines += [
-            "",
-            f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc} (`{rel(cell)}`)",
-            "",
-            "Balanced test accuracy in % (mean ± population std over evaluation seeds, number "
-            "of runs in brackets); gain = final set minus its iteration-0 set, per seed paired "
-            "(points); α = learned learning rate(s) at the end; loss = matching loss at the "
-            "last iteration over the first, per phase; change = mean over classes of "
-            "‖X_T − X_0‖/‖X_0‖; validation = balanced accuracy on the carved validation split "
-            "during distillation (one network, iteration 0 first).",
-            "",
-            "| method | balanced acc. | tail acc. | gain (pp) | α final | loss last/first | "
-            "change | validation (%) |",
-            "|---|---|---:|---|---|---|---:|---|",
-            *[fmt(r) for r in rows],
-        ]
+        title = f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc} (`{rel(cell)}`)"
+        lines += cell_table(title, rows)
+    if args.keep:
+        kept = kept_rows(args.keep, all_rows)
+        lines += kept_lines(kept, args.keep)
+        all_rows += kept
     lines += ["", "## Experts and the full-data upper bounds", "", *expert_lines]
     text = "\n".join(lines) + "\n"
     write_text(RESULTS / f"{args.name}.md", text)
