@@ -3,24 +3,17 @@ the four stages, ratios computed within rounds, and the official-code bridge."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_speed.py"
+from bench_support import load_benchmark
 
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_speed_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "RESULTS", tmp_path)
-    return module
+    return load_benchmark("bench_speed", tmp_path, monkeypatch)
 
 
 def _result(wall, cpu, scale=10.0, images=1000, **extra):

@@ -5,13 +5,12 @@ validation gain is its score minus the iteration-0 set's, seed by seed."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from argparse import Namespace
-from pathlib import Path
 
 import pytest
 import torch
+from bench_support import load_benchmark
 from distill_toy import one_thread, toy_data, toy_experts
 from test_distill_engine import config
 
@@ -19,19 +18,12 @@ from ltdd.distill import distill
 from ltdd.distill.engine import INITIAL
 from ltdd.io import load_tensors
 
-TUNE = Path(__file__).resolve().parent.parent / "benchmarks" / "tune_distill.py"
-
 _threads = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 @pytest.fixture
 def tune(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(TUNE.parent))
-    spec = importlib.util.spec_from_file_location("tune_distill_under_test", TUNE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
-    return module
+    return load_benchmark("tune_distill", tmp_path / "results", monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,45 @@
+"""bench_science --keep: an earlier science.json's rows survive for the cells not read again
+(their run directories may be gone), and a cell read again replaces its old rows."""
+
+from __future__ import annotations
+
+import json
+
+from bench_support import load_benchmark
+
+
+def _row(method: str, beta: float, ipc: int | None, mean: float) -> dict:
+    return {
+        "method": method,
+        "beta": beta,
+        "ipc": ipc,
+        "balanced_accuracy": {"mean": mean, "std": 0.5, "runs": [mean - 0.5, mean + 0.5]},
+        **({"run_dir": f"runs/b{beta:g}-ipc{ipc}"} if ipc else {}),
+    }
+
+
+def test_kept_rows_are_those_of_cells_not_read_again(tmp_path, monkeypatch):
+    bench = load_benchmark("bench_science", tmp_path, monkeypatch)
+    old = [
+        _row("random", 100.0, 10, 72.1),
+        _row("ltdd", 100.0, 10, 77.2),
+        _row("ltdd", 200.0, 10, 70.0),  # re-read below: replaced
+        _row("full (experts)", 100.0, None, 74.1),
+        _row("full (experts)", 200.0, None, 71.0),  # its β is read below: replaced
+    ]
+    path = tmp_path / "science.json"
+    path.write_text(json.dumps({"command": "c", "machine": "m", "date": "d", "rows": old}))
+    read_now = [_row("ltdd", 200.0, 10, 75.0), _row("full (experts)", 200.0, None, 72.0)]
+
+    kept = bench.kept_rows(path, read_now)
+
+    assert [(r["method"], r["beta"]) for r in kept] == [
+        ("random", 100.0),
+        ("ltdd", 100.0),
+        ("full (experts)", 100.0),
+    ]
+    assert all(r["kept_from"].endswith("science.json") for r in kept)
+    text = "\n".join(bench.kept_lines(kept, path))
+    assert "## β = 100, IPC 10 (`runs/b100-ipc10`" in text
+    assert "| ltdd | 77.2 ± 0.5 (2) |" in text
+    assert "| 100 | full (experts) | 74.1 ± 0.5 |" in text
