@@ -382,6 +382,10 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
             elif base:
                 r["distillation_gain"] = _paired_gain(r, base)
     out = [{**r, "session": r.get("session", "current")} for r in out]
+    if args.keep:  # cells of an earlier report whose work dirs are gone
+        kept = kept_rows(Path(args.keep), out)
+        out += [r for r in kept if r.get("session") == "current"]
+        previous += [r for r in kept if r.get("session") != "current"]
     doc = {
         "command": "benchmarks/bench_unilevel.py " + " ".join(args.argv),
         "machine": machine(),
@@ -389,8 +393,19 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
         "profile": str(PROFILE.relative_to(ROOT)),
         "rows": out + cited + previous,
     }
-    write_json(RESULTS / "unilevel.json", doc)
-    write_text(RESULTS / "unilevel.md", markdown(out, cited, args) + previous_table(previous))
+    write_json(RESULTS / f"{args.name}.json", doc)
+    write_text(RESULTS / f"{args.name}.md", markdown(out, cited, args) + previous_table(previous))
+
+
+def kept_rows(path: Path, current: list[dict]) -> list[dict]:
+    """The measured rows of an earlier results file (not its cited ones) for the (β, IPC)
+    cells that `current` does not hold, so that the report can grow cell by cell."""
+    cells = {(r["beta"], r["ipc"]) for r in current}
+    return [
+        {**r, "kept_from": str(path.relative_to(ROOT)) if path.is_absolute() else str(path)}
+        for r in read_json(path)["rows"]
+        if "source" not in r and (r["beta"], r["ipc"]) not in cells
+    ]
 
 
 def _paired_gain(final: dict, initial: dict) -> dict:
@@ -752,6 +767,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--merge", nargs="*", default=[], help="with --report-only: other work dirs to merge in"
+    )
+    parser.add_argument(
+        "--name", default="unilevel", help="benchmarks/results/<name>.md and .json are written"
+    )
+    parser.add_argument(
+        "--keep",
+        default=None,
+        help="an earlier results JSON of this script: its measured rows of the cells not in "
+        "--work stay in the report (e.g. when their work dirs are gone)",
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
