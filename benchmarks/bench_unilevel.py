@@ -402,7 +402,7 @@ def kept_rows(path: Path, current: list[dict]) -> list[dict]:
     cells that `current` does not hold, so that the report can grow cell by cell."""
     cells = {(r["beta"], r["ipc"]) for r in current}
     return [
-        {**r, "kept_from": str(path.relative_to(ROOT)) if path.is_absolute() else str(path)}
+        {**r, "kept_from": os.path.relpath(path.resolve(), ROOT)}
         for r in read_json(path)["rows"]
         if "source" not in r and (r["beta"], r["ipc"]) not in cells
     ]

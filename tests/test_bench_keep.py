@@ -1,5 +1,5 @@
-"""bench_science --keep: an earlier science.json's rows survive for the cells not read again
-(their run directories may be gone), and a cell read again replaces its old rows."""
+"""--keep of bench_science and bench_unilevel: an earlier report's rows survive for the cells not
+read again (their run or work directories may be gone), and a cell read again replaces its rows."""
 
 from __future__ import annotations
 
@@ -43,3 +43,19 @@ def test_kept_rows_are_those_of_cells_not_read_again(tmp_path, monkeypatch):
     assert "## β = 100, IPC 10 (`runs/b100-ipc10`" in text
     assert "| ltdd | 77.2 ± 0.5 (2) |" in text
     assert "| 100 | full (experts) | 74.1 ± 0.5 |" in text
+
+
+def test_unilevel_keeps_measured_rows_of_other_cells_and_drops_cited_ones(tmp_path, monkeypatch):
+    bench = load_benchmark("bench_unilevel", tmp_path, monkeypatch)
+    old = [
+        {**_row("unilevel", 100.0, 10, 76.7), "session": "current"},
+        {**_row("unilevel", 100.0, 10, 70.7), "session": "s11"},
+        {**_row("unilevel", 200.0, 10, 70.0), "session": "s10"},  # cell measured now: replaced
+        {**_row("ltdd", 100.0, 10, 76.2), "source": "benchmarks/results/science.md"},  # cited
+    ]
+    path = tmp_path / "unilevel.json"
+    path.write_text(json.dumps({"command": "c", "machine": "m", "date": "d", "rows": old}))
+
+    kept = bench.kept_rows(path, [_row("unilevel", 200.0, 10, 76.6)])
+
+    assert [(r["beta"], r["session"]) for r in kept] == [(100.0, "current"), (100.0, "s11")]
