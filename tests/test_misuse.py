@@ -392,6 +392,11 @@ VALID_RUN = {
         ("config.yaml", "- a\n- b\n", "a config must be a mapping"),
         ("distill/full/metrics.jsonl", '{"iteration": "x"}\n', "iteration must be a finite"),
         ("distill/full/metrics.jsonl", "[1]\n", "metrics.jsonl:1: unexpected content"),
+        (
+            "distill/full/metrics.jsonl",
+            '{"iteration": 1, "phase_losses": [1]}\n{"iteration": 2, "phase_losses": [1, 2]}\n',
+            "lines list different numbers of phase losses",
+        ),
     ],
 )
 def test_report_on_run_files_of_the_wrong_shape(tmp_path, capsys, name, content, message):
@@ -405,6 +410,25 @@ def test_report_on_run_files_of_the_wrong_shape(tmp_path, capsys, name, content,
     (run / name).parent.mkdir(parents=True, exist_ok=True)
     (run / name).write_text(content)
     assert_refused(capsys, ["report", run], message, run)
+
+
+def test_report_reads_metrics_that_open_with_the_iteration_0_validation_line(tmp_path, capsys):
+    """A distillation with `eval_every` writes iteration 0's validation accuracy first, a line
+    without phase losses; the report must not take it for a different number of phases."""
+    run = tmp_path / "run"
+    for file, obj in VALID_RUN.items():
+        (run / file).parent.mkdir(parents=True, exist_ok=True)
+        (run / file).write_text(json.dumps(obj))
+    lines = [
+        {"iteration": 0, "lr": 0.01, "val_balanced_accuracy": 0.5},
+        *({"iteration": i, "loss": 0.9, "phase_losses": [0.9]} for i in (1, 2)),
+    ]
+    (run / "distill" / "full").mkdir(parents=True)
+    (run / "distill" / "full" / "metrics.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines)
+    )
+    code, errors = cli(capsys, "report", run)
+    assert code == 0 and not errors, errors
 
 
 def test_no_space_left_while_writing_json_keeps_the_previous_file(tmp_path, monkeypatch):
