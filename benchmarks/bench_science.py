@@ -20,7 +20,8 @@ gain from `eval/init/<method>.json`, the iteration-0 set under the same evaluati
 
 Run: `.venv/bin/python benchmarks/bench_science.py --cells runs/b100-ipc10 [...]
 [--ablation 'ltdd faithful=runs/b100-ipc10-faithful' ...] [--keep benchmarks/results/science.json]`
-(`--keep`: the earlier file's rows of cells not read now stay, e.g. when their runs are gone).
+(`--keep`: the earlier file's rows of run directories not read now stay, e.g. when they are
+gone).
 """
 
 from __future__ import annotations
@@ -277,14 +278,15 @@ def cell_table(title: str, rows: list[dict]) -> list[str]:
 
 
 def kept_rows(path: Path, read: list[dict]) -> list[dict]:
-    """The rows of an earlier results file of this script for cells not read in this call (so a
-    table can grow by a cell after the run directories behind the others are gone)."""
-    cells = {(r["beta"], r["ipc"]) for r in read if r["ipc"] is not None}
-    betas = {b for b, _ in cells}
+    """The rows of an earlier results file of this script from run directories not read in this
+    call, and its full-data rows of the β values not read (so a table can grow by a cell, or a
+    cell be rerun, after the run directories behind the other rows are gone)."""
+    folders = {r["run_dir"] for r in read if "run_dir" in r}
+    betas = {r["beta"] for r in read}
     return [
         {**r, "kept_from": rel(path)}
         for r in read_json(path)["rows"]
-        if ((r["beta"], r["ipc"]) not in cells if r["ipc"] is not None else r["beta"] not in betas)
+        if (r["run_dir"] not in folders if "run_dir" in r else r["beta"] not in betas)
     ]
 
 
@@ -295,7 +297,7 @@ def kept_lines(rows: list[dict], source: Path) -> list[str]:
         cell = [r for r in rows if (r["beta"], r["ipc"]) == (beta, ipc)]
         folder = cell[0].get("run_dir", "?")
         lines += cell_table(
-            f"## β = {beta:g}, IPC {ipc} (`{folder}`; rows kept from `{rel(source)}`)", cell
+            f"## β = {beta:g}, IPC {ipc}: rows kept from `{rel(source)}` (`{folder}`, ...)", cell
         )
     full = [r for r in rows if r["ipc"] is None]
     if full:
@@ -323,7 +325,8 @@ def main() -> None:
     parser.add_argument(
         "--keep",
         type=Path,
-        help="an earlier results JSON of this script: its rows of cells not read now are kept",
+        help="an earlier results JSON of this script: its rows of run directories not read now "
+        "(and its full-data rows of other β) are kept",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -20,10 +20,12 @@ def _row(method: str, beta: float, ipc: int | None, mean: float) -> dict:
 
 def test_kept_rows_are_those_of_cells_not_read_again(tmp_path, monkeypatch):
     bench = load_benchmark("bench_science", tmp_path, monkeypatch)
+    ablation = {**_row("ltdd early", 200.0, 10, 76.0), "run_dir": "runs/b200-ipc10-early"}
     old = [
         _row("random", 100.0, 10, 72.1),
         _row("ltdd", 100.0, 10, 77.2),
-        _row("ltdd", 200.0, 10, 70.0),  # re-read below: replaced
+        _row("ltdd", 200.0, 10, 70.0),  # its run directory is read below: replaced
+        ablation,  # another run directory of that cell: kept
         _row("full (experts)", 100.0, None, 74.1),
         _row("full (experts)", 200.0, None, 71.0),  # its β is read below: replaced
     ]
@@ -36,12 +38,13 @@ def test_kept_rows_are_those_of_cells_not_read_again(tmp_path, monkeypatch):
     assert [(r["method"], r["beta"]) for r in kept] == [
         ("random", 100.0),
         ("ltdd", 100.0),
+        ("ltdd early", 200.0),
         ("full (experts)", 100.0),
     ]
     assert all(r["kept_from"].endswith("science.json") for r in kept)
     text = "\n".join(bench.kept_lines(kept, path))
-    assert "## β = 100, IPC 10 (`runs/b100-ipc10`" in text
-    assert "| ltdd | 77.2 ± 0.5 (2) |" in text
+    assert "## β = 100, IPC 10: rows kept from" in text and "(`runs/b100-ipc10`" in text
+    assert "| ltdd | 77.2 ± 0.5 (2) |" in text and "| ltdd early | 76.0 ± 0.5 (2) |" in text
     assert "| 100 | full (experts) | 74.1 ± 0.5 |" in text
 
 
