@@ -342,7 +342,8 @@ def main() -> None:
         for label, folder in ablations:
             if Path(folder).name.startswith(cell.name):
                 rows += set_rows(Path(folder), cell_config(Path(folder)), label)
-        rows += full_rows(cell, cfg, data, expert_lines)
+        if cfg.data.imbalance_factor not in {r["beta"] for r in all_rows}:  # once per β
+            rows += full_rows(cell, cfg, data, expert_lines)
         all_rows += rows
         title = f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc} (`{rel(cell)}`)"
         lines += cell_table(title, rows)
