@@ -48,50 +48,58 @@ CITED = ROOT / "benchmarks" / "results" / "methods.md"
 LTDD_SET_SECONDS = {100: 246.0, 200: 251.0}  # methods.md "set wall s" of ltdd at IPC 10
 METHODS_MD = "benchmarks/results/methods.md"
 # Cited, not rerun: methods.md's rows (it has no JSON) at the official LTDD settings, and the
-# science benchmark's current rows, read from its JSON files (science_cited_rows).
+# science benchmark's current rows, read from its JSON file (science_cited_rows).
 METHODS_ROWS = {  # IPC 10, shared protocol, 3 seeds: (mean, std) balanced accuracy, variant
     ("ltdd-official", 100): (75.7, 0.4, "LTDD, official settings"),
     ("ltdd-official", 200): (75.0, 0.2, "LTDD, official settings"),
 }
-SCIENCE_JSON = ("benchmarks/results/science.json", "benchmarks/results/science-b200.json")
-CHOSEN_LTDD = "chosen on validation"  # the label science.md gives the profile's LTDD row
+SCIENCE_JSON = "benchmarks/results/science.json"
+CHOSEN_LTDD = "chosen on validation"  # the label science.md gives a tuned LTDD ablation row
 
 
 def science_cited_rows() -> list[dict]:
-    """Random, herding and the profile's LTDD at IPC 10 from the science benchmark's JSON: a
-    cell's own `ltdd` row, or the ablation row labelled as the one chosen on validation."""
-    cited = []
-    for name in SCIENCE_JSON:
-        path = ROOT / name
-        if not path.is_file():
+    """Random, herding and the profile's LTDD per (β, IPC) from the science benchmark's JSON:
+    a cell's own rows; for LTDD, where its cell has none, the row chosen on validation."""
+    path = ROOT / SCIENCE_JSON
+    if not path.is_file():
+        return []
+    cited: dict[tuple, dict] = {}
+    for r in read_json(path)["rows"]:
+        method = r["method"]
+        if r.get("ipc") is None or not (
+            method in ("random", "herding", "ltdd") or CHOSEN_LTDD in method
+        ):
             continue
-        for r in read_json(path)["rows"]:
-            method = r["method"]
-            if r.get("ipc") != 10 or not (
-                method in ("random", "herding", "ltdd") or CHOSEN_LTDD in method
-            ):
-                continue
-            variant = {"random": "hard labels", "herding": "hard labels"}.get(
+        key = (method.split(" ")[0], r["beta"], r["ipc"])
+        if key in cited and method != "ltdd":
+            continue  # a cell's own LTDD row wins over a tuned ablation row
+        acc = r["balanced_accuracy"]
+        cited[key] = {
+            "method": key[0],
+            "variant": {"random": "hard labels", "herding": "hard labels"}.get(
                 method, method.removeprefix("ltdd").strip(" ()") or "profile defaults"
-            )
-            acc = r["balanced_accuracy"]
-            cited.append(
-                {
-                    "method": method.split(" ")[0],
-                    "variant": variant,
-                    "beta": r["beta"],
-                    "mean": acc["mean"],
-                    "std": acc["std"],
-                    "source": name.replace(".json", ".md"),
-                }
-            )
-    return cited
+            ),
+            "beta": r["beta"],
+            "ipc": r["ipc"],
+            "mean": acc["mean"],
+            "std": acc["std"],
+            "source": SCIENCE_JSON.replace(".json", ".md"),
+        }
+    return list(cited.values())
 
 
 def cited_rows() -> list[dict]:
     """Rows of other benchmarks, shown beside UL-LT under the same protocol."""
     official = [
-        {"method": m, "variant": v, "beta": b, "mean": mean, "std": std, "source": METHODS_MD}
+        {
+            "method": m,
+            "variant": v,
+            "beta": b,
+            "ipc": 10,
+            "mean": mean,
+            "std": std,
+            "source": METHODS_MD,
+        }
         for (m, b), (mean, std, v) in METHODS_ROWS.items()
     ]
     return science_cited_rows() + official
@@ -363,7 +371,7 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
             "method": c["method"].split("-")[0],
             "variant": f"{c['variant']}; cited from {c['source']} (not rerun)",
             "beta": c["beta"],
-            "ipc": 10,
+            "ipc": c["ipc"],
             "protocol": "shared",
             "balanced_accuracy": {"mean": c["mean"], "std": c["std"], "runs": []},
             "source": c["source"],
@@ -553,10 +561,10 @@ def target_check(rows: list[dict], synthesis_path: Path | None = None) -> str:
     full = by.get(("unilevel", "full", "shared"))
     if full is None:
         return ""
-    cited = {(c["method"], c["beta"]): c for c in cited_rows()}
-    if ("ltdd", 100) not in cited:
+    cited = {(c["method"], c["beta"], c["ipc"]): c for c in cited_rows()}
+    if ("ltdd", 100, 10) not in cited:
         return ""
-    ltdd, source = cited[("ltdd", 100)]["mean"], cited[("ltdd", 100)]["source"]
+    ltdd, source = cited[("ltdd", 100, 10)]["mean"], cited[("ltdd", 100, 10)]["source"]
     official = METHODS_ROWS[("ltdd-official", 100)][0]
     acc = full["balanced_accuracy"]["mean"]
     best = max(
