@@ -406,13 +406,15 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
 
 
 def kept_rows(path: Path, current: list[dict]) -> list[dict]:
-    """The measured rows of an earlier results file (not its cited ones) for the (β, IPC)
-    cells that `current` does not hold, so that the report can grow cell by cell."""
+    """The measured rows of an earlier results file (not its cited ones): its current rows of the
+    (β, IPC) cells that `current` does not hold, and every earlier session's superseded row, so
+    that the report can grow cell by cell."""
     cells = {(r["beta"], r["ipc"]) for r in current}
     return [
         {**r, "kept_from": os.path.relpath(path.resolve(), ROOT)}
         for r in read_json(path)["rows"]
-        if "source" not in r and (r["beta"], r["ipc"]) not in cells
+        if "source" not in r
+        and (r.get("session") != "current" or (r["beta"], r["ipc"]) not in cells)
     ]
 
 

@@ -53,7 +53,8 @@ def test_unilevel_keeps_measured_rows_of_other_cells_and_drops_cited_ones(tmp_pa
     old = [
         {**_row("unilevel", 100.0, 10, 76.7), "session": "current"},
         {**_row("unilevel", 100.0, 10, 70.7), "session": "s11"},
-        {**_row("unilevel", 200.0, 10, 70.0), "session": "s10"},  # cell measured now: replaced
+        {**_row("unilevel", 200.0, 10, 71.0), "session": "current"},  # measured now: replaced
+        {**_row("unilevel", 200.0, 10, 70.0), "session": "s10"},  # superseded history: kept
         {**_row("ltdd", 100.0, 10, 76.2), "source": "benchmarks/results/science.md"},  # cited
     ]
     path = tmp_path / "unilevel.json"
@@ -61,4 +62,8 @@ def test_unilevel_keeps_measured_rows_of_other_cells_and_drops_cited_ones(tmp_pa
 
     kept = bench.kept_rows(path, [_row("unilevel", 200.0, 10, 76.6)])
 
-    assert [(r["beta"], r["session"]) for r in kept] == [(100.0, "current"), (100.0, "s11")]
+    assert [(r["beta"], r["session"]) for r in kept] == [
+        (100.0, "current"),
+        (100.0, "s11"),
+        (200.0, "s10"),
+    ]
