@@ -44,7 +44,6 @@ from common import RESULTS, header, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "configs" / "run" / "unilevel-fmnist.yaml"
-CITED = ROOT / "benchmarks" / "results" / "methods.md"
 LTDD_SET_SECONDS = {100: 246.0, 200: 251.0}  # methods.md "set wall s" of ltdd at IPC 10
 METHODS_MD = "benchmarks/results/methods.md"
 # Cited, not rerun: methods.md's rows (it has no JSON) at the official LTDD settings, and the
