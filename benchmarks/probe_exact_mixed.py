@@ -173,7 +173,8 @@ def main() -> None:
     for r in rows:
         lines.append(
             f"| {r['width']} | {r['variant']} | {r['seconds']:.3f} "
-            f"| {r['ratio_double_backward_over_variant']:.2f} | {', '.join(r['error_vs_float64'])} |"
+            f"| {r['ratio_double_backward_over_variant']:.2f} "
+            f"| {', '.join(r['error_vs_float64'])} |"
         )
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
