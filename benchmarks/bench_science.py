@@ -21,7 +21,8 @@ gain from `eval/init/<method>.json`, the iteration-0 set under the same evaluati
 Run: `.venv/bin/python benchmarks/bench_science.py --cells runs/b100-ipc10 [...]
 [--ablation 'ltdd faithful=runs/b100-ipc10-faithful' ...] [--keep benchmarks/results/science.json]`
 (`--keep`: the earlier file's rows of run directories not read now stay, e.g. when they are
-gone).
+gone). An ablation folder gives rows for its distilled methods only; one whose cell is not among
+`--cells` (a kept cell) gets a table of its own.
 """
 
 from __future__ import annotations
@@ -111,10 +112,14 @@ def summary(values: list[float]) -> dict:
 
 
 def set_rows(run_dir: Path, cfg: RunConfig, label: str | None = None) -> list[dict]:
+    """A row per evaluated method of `run_dir` (several `ltdd run` calls may have shared it);
+    with `label` (an ablation folder), only its distilled methods, named `label`: its real-image
+    baselines repeat its cell's, since they share the experts."""
     rows = []
-    # every evaluated method (several `ltdd run` calls may have shared the directory)
     order = ["random", "herding", "kcenter", "mtt", "datm", "ltdd"]
     found = [m for m in order if (run_dir / "eval" / f"{m}.json").is_file()]
+    if label is not None:
+        found = [m for m in found if (run_dir / "distill" / m).is_dir()]
     for method in found:
         path = run_dir / "eval" / f"{method}.json"
         ev = read_json(path)
@@ -335,6 +340,7 @@ def main() -> None:
     if args.note_file:
         lines += ["", args.note_file.read_text().strip()]
     all_rows, expert_lines = [], []
+    unmatched = list(ablations)
     for cell in args.cells:
         cfg = cell_config(cell)
         data = load_data(cell, cfg)
@@ -342,10 +348,17 @@ def main() -> None:
         for label, folder in ablations:
             if Path(folder).name.startswith(cell.name):
                 rows += set_rows(Path(folder), cell_config(Path(folder)), label)
+                unmatched.remove((label, folder))
         if cfg.data.imbalance_factor not in {r["beta"] for r in all_rows}:  # once per β
             rows += full_rows(cell, cfg, data, expert_lines)
         all_rows += rows
         title = f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc} (`{rel(cell)}`)"
+        lines += cell_table(title, rows)
+    for label, folder in unmatched:  # ablations of a cell not read now (e.g. a kept one)
+        cfg = cell_config(Path(folder))
+        rows = set_rows(Path(folder), cfg, label)
+        all_rows += rows
+        title = f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc}: ablation `{rel(folder)}`"
         lines += cell_table(title, rows)
     if args.keep:
         kept = kept_rows(args.keep, all_rows)

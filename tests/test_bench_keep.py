@@ -67,3 +67,28 @@ def test_unilevel_keeps_measured_rows_of_other_cells_and_drops_cited_ones(tmp_pa
         (100.0, "s11"),
         (200.0, "s10"),
     ]
+
+
+def test_an_ablation_folder_gives_rows_for_its_distilled_methods_only(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    bench = load_benchmark("bench_science", tmp_path, monkeypatch)
+    run = tmp_path / "runs" / "b100-ipc10-it200"
+    acc = {"mean": 0.77, "std": 0.01, "runs": [0.76, 0.78]}
+    for method in ("random", "herding", "ltdd"):
+        ev = {"balanced": {"accuracy": acc, "groups": {"tail": {"accuracy": acc}}}}
+        (run / "eval").mkdir(parents=True, exist_ok=True)
+        (run / "eval" / f"{method}.json").write_text(json.dumps(ev))
+    (run / "distill" / "ltdd").mkdir(parents=True)
+    cfg = SimpleNamespace(
+        data=SimpleNamespace(dataset="fashion-mnist", imbalance_factor=100.0),
+        ipc=10,
+        evaluate=SimpleNamespace(train=SimpleNamespace(epochs=300)),
+    )
+
+    cell = bench.set_rows(run, cfg)
+    ablation = bench.set_rows(run, cfg, "ltdd (200 it.)")
+
+    assert [r["method"] for r in cell] == ["random", "herding", "ltdd"]
+    assert [r["method"] for r in ablation] == ["ltdd (200 it.)"]
+    assert ablation[0]["balanced_accuracy"]["mean"] == 77.0
