@@ -378,21 +378,13 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
         for c in cited_rows()
     ]
     previous = [{**r, "session": r.get("session", "previous")} for r in _previous_rows(args)]
-    for r in out:  # distillation gain: the recovered set minus its iteration-0 (init) set
-        if r["method"] == "unilevel" and r["variant"] == "full" and r["protocol"] == "shared":
-            base = rows.get(f"b{r['beta']:g}-ipc{r['ipc']}/-recovery")
-            if base and base["variant"].startswith("with recovery"):
-                # the profile does not recover: its set is its initialisation (gain 0 by
-                # construction); the recovering variant's gain is measured against it
-                r["distillation_gain"] = {"mean": 0.0, "std": 0.0, "note": "recovery off"}
-                base["distillation_gain"] = _paired_gain(base, r)
-            elif base:
-                r["distillation_gain"] = _paired_gain(r, base)
     out = [{**r, "session": r.get("session", "current")} for r in out]
-    if args.keep:  # cells of an earlier report whose work dirs are gone
+    if args.keep:  # rows of an earlier report whose work dirs are gone
         kept = kept_rows(Path(args.keep), out)
-        out += [r for r in kept if r.get("session") == "current"]
+        out = [r for r in kept if r.get("session") == "current"] + out  # earlier rows first
+        out.sort(key=lambda r: (r["ipc"], r["beta"]))
         previous += [r for r in kept if r.get("session") != "current"]
+    add_recovery_gains(out)
     doc = {
         "command": "benchmarks/bench_unilevel.py " + " ".join(args.argv),
         "machine": machine(),
@@ -404,16 +396,40 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
     write_text(RESULTS / f"{args.name}.md", markdown(out, cited, args) + previous_table(previous))
 
 
+def add_recovery_gains(rows: list[dict]) -> None:
+    """UL-LT's distillation gain per cell (shared protocol): the recovered set minus its
+    iteration-0 (initialisation) set, paired per seed, from the full row and its `-recovery`
+    ablation row. The profile does not recover, so there the full row's gain is 0 by
+    construction and the recovering variant's gain is measured against it."""
+    cells: dict[tuple, dict] = {}
+    for r in rows:
+        if r["method"] == "unilevel" and r["protocol"] == "shared":
+            part = r.get("ablation") or (r["variant"] if r["variant"] == "full" else None)
+            cells.setdefault((r["beta"], r["ipc"]), {})[part] = r
+    for cell in cells.values():
+        full, other = cell.get("full"), cell.get("recovery")
+        if full is None or other is None:
+            continue
+        if other["variant"].startswith("with recovery"):
+            full["distillation_gain"] = {"mean": 0.0, "std": 0.0, "note": "recovery off"}
+            other["distillation_gain"] = _paired_gain(other, full)
+        else:
+            full["distillation_gain"] = _paired_gain(full, other)
+
+
+def _row_key(row: dict) -> tuple:
+    return (row["beta"], row["ipc"], row["method"], row.get("variant"), row.get("protocol"))
+
+
 def kept_rows(path: Path, current: list[dict]) -> list[dict]:
-    """The measured rows of an earlier results file (not its cited ones): its current rows of the
-    (β, IPC) cells that `current` does not hold, and every earlier session's superseded row, so
-    that the report can grow cell by cell."""
-    cells = {(r["beta"], r["ipc"]) for r in current}
+    """The measured rows of an earlier results file (not its cited ones): its current rows that
+    `current` does not measure again (same cell, method, variant and protocol), and every
+    earlier session's superseded row, so that the report can grow row by row."""
+    measured = {_row_key(r) for r in current}
     return [
         {**r, "kept_from": os.path.relpath(path.resolve(), ROOT)}
         for r in read_json(path)["rows"]
-        if "source" not in r
-        and (r.get("session") != "current" or (r["beta"], r["ipc"]) not in cells)
+        if "source" not in r and (r.get("session") != "current" or _row_key(r) not in measured)
     ]
 
 

@@ -54,6 +54,7 @@ def test_unilevel_keeps_measured_rows_of_other_cells_and_drops_cited_ones(tmp_pa
         {**_row("unilevel", 100.0, 10, 76.7), "session": "current"},
         {**_row("unilevel", 100.0, 10, 70.7), "session": "s11"},
         {**_row("unilevel", 200.0, 10, 71.0), "session": "current"},  # measured now: replaced
+        {**_row("herding+teacher", 200.0, 10, 77.2), "session": "current"},  # not measured now
         {**_row("unilevel", 200.0, 10, 70.0), "session": "s10"},  # superseded history: kept
         {**_row("ltdd", 100.0, 10, 76.2), "source": "benchmarks/results/science.md"},  # cited
     ]
@@ -62,11 +63,30 @@ def test_unilevel_keeps_measured_rows_of_other_cells_and_drops_cited_ones(tmp_pa
 
     kept = bench.kept_rows(path, [_row("unilevel", 200.0, 10, 76.6)])
 
-    assert [(r["beta"], r["session"]) for r in kept] == [
-        (100.0, "current"),
-        (100.0, "s11"),
-        (200.0, "s10"),
+    assert [(r["method"], r["beta"], r["session"]) for r in kept] == [
+        ("unilevel", 100.0, "current"),
+        ("unilevel", 100.0, "s11"),
+        ("herding+teacher", 200.0, "current"),
+        ("unilevel", 200.0, "s10"),
     ]
+
+
+def test_unilevel_recovery_gain_pairs_rows_of_one_cell_across_sessions(tmp_path, monkeypatch):
+    bench = load_benchmark("bench_unilevel", tmp_path, monkeypatch)
+    full = {**_row("unilevel", 200.0, 10, 76.6), "variant": "full", "protocol": "shared"}
+    recovered = {
+        **_row("unilevel", 200.0, 10, 73.6),
+        "variant": "with recovery (500 it., spec default)",
+        "protocol": "shared",
+        "ablation": "recovery",
+    }
+    other_cell = {**full, "beta": 100.0}
+
+    bench.add_recovery_gains([full, recovered, other_cell])
+
+    assert full["distillation_gain"]["note"] == "recovery off"
+    assert recovered["distillation_gain"] == {"mean": -3.0, "std": 0.0}
+    assert "distillation_gain" not in other_cell
 
 
 def test_an_ablation_folder_gives_rows_for_its_distilled_methods_only(tmp_path, monkeypatch):
