@@ -103,6 +103,36 @@ def probe(width: int, reps: int) -> dict:
     }
 
 
+def record(rows: list[dict]) -> dict:
+    """A probe's results file: its rows with the command, machine, date and load."""
+    return {
+        "command": command(),
+        "machine": bench_speed.cpu_description(1),
+        "date": time.strftime("%Y-%m-%d"),
+        "load": bench_speed._loadavg(),
+        "rows": rows,
+    }
+
+
+def heading(title: str, result: dict) -> list[str]:
+    """The markdown title and provenance lines of a probe's report."""
+    return [
+        f"# {title}",
+        "",
+        f"- command: `{result['command']}`",
+        f"- machine: {result['machine']}",
+        f"- date: {result['date']}; load at start {result['load']}",
+        "",
+    ]
+
+
+def save(out: str, result: dict, lines: list[str]) -> None:
+    """Write benchmarks/results/<out>.json and .md, and print the markdown."""
+    (RESULTS / f"{out}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", nargs="+", type=int, default=[32, 128])
@@ -112,21 +142,10 @@ def main() -> None:
     torch.set_num_threads(1)
     bench_speed._as_the_cli_does()
     rows = [probe(w, args.reps) for w in args.widths]
-    result = {
-        "command": command(),
-        "machine": bench_speed.cpu_description(1),
-        "date": time.strftime("%Y-%m-%d"),
-        "load": bench_speed._loadavg(),
-        "rows": rows,
-    }
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
+    result = record(rows)
+    title = "Exact TESLA pass 2 compiled (torch.func grad of grad + torch.compile) vs eager"
     lines = [
-        "# Exact TESLA pass 2 compiled (torch.func grad of grad + torch.compile) vs eager",
-        "",
-        f"- command: `{result['command']}`",
-        f"- machine: {result['machine']}",
-        f"- date: {result['date']}; load at start {result['load']}",
-        "",
+        *heading(title, result),
         "CPU seconds of one inner step's mixed term (image and label gradients); errors are",
         "max |x - x64| / max |x64| against float64 eager, for (images, labels).",
         "",
@@ -142,8 +161,7 @@ def main() -> None:
             f"| {', '.join(r['error_vs_float64_eager'])} "
             f"| {', '.join(r['error_vs_float64_compiled'])} |"
         )
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args.out, result, lines)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ each against a float64 double backward (max |x - x64| / max |x64|, for images an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -35,9 +33,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_speed  # noqa: E402
-from probe_compile_tesla import COUNTS, _cpu, _error  # noqa: E402
-
-from common import RESULTS, command  # noqa: E402
+from probe_compile_tesla import COUNTS, _cpu, _error, heading, record, save  # noqa: E402
 
 
 class _NormBackward(torch.autograd.Function):
@@ -147,21 +143,9 @@ def main() -> None:
     torch.set_num_threads(1)
     bench_speed._as_the_cli_does()
     rows = [row for w in args.widths for row in probe(w, args.reps)]
-    result = {
-        "command": command(),
-        "machine": bench_speed.cpu_description(1),
-        "date": time.strftime("%Y-%m-%d"),
-        "load": bench_speed._loadavg(),
-        "rows": rows,
-    }
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
+    result = record(rows)
     lines = [
-        "# Exact TESLA pass 2 without autograd's double backward: time and error",
-        "",
-        f"- command: `{result['command']}`",
-        f"- machine: {result['machine']}",
-        f"- date: {result['date']}; load at start {result['load']}",
-        "",
+        *heading("Exact TESLA pass 2 without autograd's double backward: time and error", result),
         "CPU seconds of one inner step's mixed term (image and label gradients), the mean",
         f"of {args.reps} repetitions after one warm-up; ratio = double backward / variant",
         "(> 1: faster); errors are max |x - x64| / max |x64| against a float64 double backward,",
@@ -176,8 +160,7 @@ def main() -> None:
             f"| {r['ratio_double_backward_over_variant']:.2f} "
             f"| {', '.join(r['error_vs_float64'])} |"
         )
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args.out, result, lines)
 
 
 if __name__ == "__main__":
