@@ -38,6 +38,7 @@ from ltdd.config import load_config
 from ltdd.data.dataset import LongTailedData, prepare_data
 from ltdd.data.preprocess import Preprocessing
 from ltdd.distill.diagnostics import read_metrics, summarize
+from ltdd.distill.methods import METHODS
 from ltdd.evaluate.metrics import classification_report
 from ltdd.evaluate.trainer import predict
 from ltdd.experts import TrajectoryStore
@@ -119,7 +120,7 @@ def set_rows(run_dir: Path, cfg: RunConfig, label: str | None = None) -> list[di
     order = ["random", "herding", "kcenter", "mtt", "datm", "ltdd"]
     found = [m for m in order if (run_dir / "eval" / f"{m}.json").is_file()]
     if label is not None:
-        found = [m for m in found if (run_dir / "distill" / m).is_dir()]
+        found = [m for m in found if m in METHODS]
     for method in found:
         path = run_dir / "eval" / f"{method}.json"
         ev = read_json(path)
@@ -287,7 +288,7 @@ def kept_rows(path: Path, read: list[dict]) -> list[dict]:
     call, and its full-data rows of the β values not read (so a table can grow by a cell, or a
     cell be rerun, after the run directories behind the other rows are gone)."""
     folders = {r["run_dir"] for r in read if "run_dir" in r}
-    betas = {r["beta"] for r in read}
+    betas = {r["beta"] for r in read if r["ipc"] is None}
     return [
         {**r, "kept_from": rel(path)}
         for r in read_json(path)["rows"]
@@ -335,7 +336,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    ablations = [a.split("=", 1) for a in args.ablation]
+    ablations = [tuple(a.split("=", 1)) for a in args.ablation]
     lines = [header("LTDD against real-image selection on Fashion-MNIST-LT (issue 9)")]
     if args.note_file:
         lines += ["", args.note_file.read_text().strip()]

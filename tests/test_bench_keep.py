@@ -31,7 +31,11 @@ def test_kept_rows_are_those_of_cells_not_read_again(tmp_path, monkeypatch):
     ]
     path = tmp_path / "science.json"
     path.write_text(json.dumps({"command": "c", "machine": "m", "date": "d", "rows": old}))
-    read_now = [_row("ltdd", 200.0, 10, 75.0), _row("full (experts)", 200.0, None, 72.0)]
+    read_now = [
+        _row("ltdd", 200.0, 10, 75.0),
+        _row("full (experts)", 200.0, None, 72.0),
+        {**_row("datm", 100.0, 50, 72.0), "run_dir": "runs/b100-ipc50-datm"},  # no full rows
+    ]
 
     kept = bench.kept_rows(path, read_now)
 
@@ -99,7 +103,6 @@ def test_an_ablation_folder_gives_rows_for_its_distilled_methods_only(tmp_path, 
         ev = {"balanced": {"accuracy": acc, "groups": {"tail": {"accuracy": acc}}}}
         (run / "eval").mkdir(parents=True, exist_ok=True)
         (run / "eval" / f"{method}.json").write_text(json.dumps(ev))
-    (run / "distill" / "ltdd").mkdir(parents=True)
     cfg = SimpleNamespace(
         data=SimpleNamespace(dataset="fashion-mnist", imbalance_factor=100.0),
         ipc=10,
