@@ -404,8 +404,7 @@ def add_recovery_gains(rows: list[dict]) -> None:
     cells: dict[tuple, dict] = {}
     for r in rows:
         if r["method"] == "unilevel" and r["protocol"] == "shared":
-            part = r.get("ablation") or (r["variant"] if r["variant"] == "full" else None)
-            cells.setdefault((r["beta"], r["ipc"]), {})[part] = r
+            cells.setdefault((r["beta"], r["ipc"]), {})[r.get("ablation", r["variant"])] = r
     for cell in cells.values():
         full, other = cell.get("full"), cell.get("recovery")
         if full is None or other is None:
