@@ -7,7 +7,9 @@ validation split with the same seeds as the trial's paired validation (`val.json
 - `initial set, final α`: the iteration-0 images and labels trained with the snapshot's α;
 - `final set, initial α`: the snapshot's images and labels trained with the iteration-0 α;
 and writes benchmarks/results/<out>.md and .json with the four cells of the 2 × 2 (the
-diagonal from val.json). The test set is not read.
+diagonal from val.json). `--eval-epochs N` trains the validation networks N epochs instead of the
+trial's `eval_epochs` (e.g. the final evaluation's 300), and then scores the diagonal too. The
+test set is not read.
 
 Run: `.venv/bin/python benchmarks/alpha_control.py --trial
 runs/b100-ipc10/tune/ltdd/grid/early-lrlr-img30-fd --snapshot it-0100.safetensors --data-run
@@ -17,6 +19,7 @@ runs/b100-ipc10 --config configs/run/fmnist-lt-large.yaml --seeds 3 --out alpha-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -33,11 +36,16 @@ from ltdd.pipeline.run import Run
 from common import RESULTS, header, provenance
 
 
-def crossed(initial: dict, final: dict) -> dict[str, tuple]:
-    """The two crossed sets: (images, labels, lr) of one set with the other's α."""
+def cells(initial: dict, final: dict) -> dict[str, tuple]:
+    """The 2 × 2: (images, labels, lr) of each set with each set's α, the diagonal first."""
     return {
-        "initial set, final α": (initial["images"], initial["labels"], float(final["lr"])),
-        "final set, initial α": (final["images"], final["labels"], float(initial["lr"])),
+        f"{images} set, {alpha} α": (sets["images"], sets["labels"], float(rate["lr"]))
+        for images, alpha, sets, rate in (
+            ("initial", "initial", initial, initial),
+            ("final", "final", final, final),
+            ("initial", "final", initial, final),
+            ("final", "initial", final, initial),
+        )
     }
 
 
@@ -49,6 +57,13 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="alpha-control")
+    parser.add_argument(
+        "--eval-epochs",
+        type=int,
+        default=None,
+        help="epochs of each validation network (default: the trial's eval_epochs, whose "
+        "diagonal is read from val.json)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(
@@ -60,14 +75,20 @@ def main() -> None:
     initial, _ = load_tensors(args.trial / INITIAL)
     final, meta = load_tensors(args.trial / args.snapshot)
     section = from_dict(DistillConfig, meta["config"])
-    val = json.loads((args.trial / "val.json").read_text())
-    scores = {
-        "initial set, initial α": val["sets"][INITIAL][: args.seeds],
-        "final set, final α": val["sets"][args.snapshot][: args.seeds],
-    }
-    if min(len(s) for s in scores.values()) < args.seeds:
-        parser.error(f"val.json has fewer than {args.seeds} seeds for the diagonal")
-    for name, (images, labels, lr) in crossed(initial, final).items():
+    scores = {}
+    if args.eval_epochs in (None, section.eval_epochs):
+        val = json.loads((args.trial / "val.json").read_text())
+        scores = {
+            "initial set, initial α": val["sets"][INITIAL][: args.seeds],
+            "final set, final α": val["sets"][args.snapshot][: args.seeds],
+        }
+        if min(len(s) for s in scores.values()) < args.seeds:
+            parser.error(f"val.json has fewer than {args.seeds} seeds for the diagonal")
+    else:
+        section = dataclasses.replace(section, eval_epochs=args.eval_epochs)
+    for name, (images, labels, lr) in cells(initial, final).items():
+        if name in scores:
+            continue
         scores[name] = [
             100
             * validation_accuracy(

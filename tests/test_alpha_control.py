@@ -1,4 +1,4 @@
-"""alpha_control's crossed sets: each keeps one set's images and labels and takes the other's α."""
+"""alpha_control's 2 × 2: each cell keeps one set's images and labels and takes one set's α."""
 
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ def _module(monkeypatch):
     return module
 
 
-def test_crossed_sets_swap_only_alpha(monkeypatch):
-    crossed = _module(monkeypatch).crossed
+def test_cells_swap_only_alpha(monkeypatch):
+    cells = _module(monkeypatch).cells
     initial = {"images": torch.zeros(2, 1), "labels": torch.ones(2, 3), "lr": torch.tensor(0.01)}
     final = {"images": torch.ones(2, 1), "labels": torch.zeros(2, 3), "lr": torch.tensor(0.05)}
-    sets = crossed(initial, final)
+    sets = cells(initial, final)
+    assert list(sets)[:2] == ["initial set, initial α", "final set, final α"]
+    for name, source in (("initial set, initial α", initial), ("final set, final α", final)):
+        images, labels, lr = sets[name]
+        assert images is source["images"] and labels is source["labels"]
+        assert lr == pytest.approx(float(source["lr"]))
     images, labels, lr = sets["initial set, final α"]
     assert images is initial["images"] and labels is initial["labels"] and lr == pytest.approx(0.05)
     images, labels, lr = sets["final set, initial α"]
