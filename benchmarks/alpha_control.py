@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 from ltdd.config import from_dict, load_config
+from ltdd.data.dataset import prepare_data
+from ltdd.data.preprocess import Preprocessing
 from ltdd.distill.config import DistillConfig
 from ltdd.distill.engine import INITIAL, derive_seed, validation_accuracy
 from ltdd.io import load_tensors, write_json, write_text
@@ -64,14 +66,26 @@ def main() -> None:
         help="epochs of each validation network (default: the trial's eval_epochs, whose "
         "diagonal is read from val.json)",
     )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides of the profile's data, e.g. data.val_from=held-out "
+        "data.val_per_class=500: score on another validation split (with --eval-epochs, so "
+        "that the diagonal is scored on it too), its images preprocessed as in --data-run, "
+        "the run the trial's sets were made in",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(
         RunConfig,
         args.config,
-        [f"runs_dir={args.data_run.parent}", f"name={args.data_run.name}"],
+        [f"runs_dir={args.data_run.parent}", f"name={args.data_run.name}", *args.overrides],
     )
-    data = Run(cfg, progress=False).prepare()
+    if args.overrides:
+        pre = Preprocessing.load(args.data_run / "preprocess.safetensors")
+        data = prepare_data(cfg.data, pre)
+    else:
+        data = Run(cfg, progress=False).prepare()
     initial, _ = load_tensors(args.trial / INITIAL)
     final, meta = load_tensors(args.trial / args.snapshot)
     section = from_dict(DistillConfig, meta["config"])

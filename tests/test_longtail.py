@@ -109,3 +109,32 @@ def test_prepared_data_keeps_the_split_and_carves_validation():
 def test_validation_larger_than_a_class_is_refused():
     with pytest.raises(UserError, match="val_per_class"):
         prepare_data(DataConfig(dataset="procedural", imbalance_factor=100, val_per_class=500))
+
+
+def test_held_out_validation_comes_from_images_the_selection_left_out():
+    source = load_source("procedural")
+    carved = DataConfig(dataset="procedural", imbalance_factor=10, val_per_class=5)
+    held = DataConfig(
+        dataset="procedural", imbalance_factor=10, val_per_class=5, val_from="held-out"
+    )
+    selected = set(
+        split_longtail(source, DataConfig(dataset="procedural", imbalance_factor=10)).train_indices
+    )
+    split = split_longtail(source, held)
+    full = longtail_counts(len(source.train_labels) // 10, 10, 10)
+    # the head keeps no image out, so its validation is carved; every other class keeps its images
+    assert split.train_counts == [full[0] - 5, *full[1:]]
+    assert split.val_counts == [5] * 10
+    val = set(split.val_indices)
+    assert not val & set(split.train_indices) and len(val) == 50
+    assert len(val - selected) == 45  # all but the head's 5 were never in the long-tailed split
+    assert np.bincount(source.train_labels[split.val_indices], minlength=10).tolist() == [5] * 10
+    assert index_sha256(split_longtail(source, carved).val_indices) != index_sha256(
+        split.val_indices
+    )
+    assert split_longtail(source, held).val_indices.tolist() == split.val_indices.tolist()
+    too_many = DataConfig(
+        dataset="procedural", imbalance_factor=10, val_per_class=full[0], val_from="held-out"
+    )
+    with pytest.raises(UserError, match="none left out"):
+        split_longtail(source, too_many)

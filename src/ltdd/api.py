@@ -129,7 +129,8 @@ def longtail_split(
     Returns preprocessed tensors (`train_images`, `train_labels`, `test_images`, ... in the
     model's input space), `train_counts`, `class_names`, the fitted `preprocessing` and `info`
     (counts and `index_sha256`, the fingerprint of the selection). `options` are further keys of
-    the config's `data` section (`test_profile`, `normalize`, `zca`, `zca_eps`, `val_per_class`).
+    the config's `data` section (`test_profile`, `normalize`, `zca`, `zca_eps`, `val_per_class`,
+    `val_from`).
     """
     values = {"dataset": dataset, "imbalance_factor": imbalance_factor, "seed": seed, **options}
     if root is not None:

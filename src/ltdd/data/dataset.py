@@ -28,6 +28,11 @@ class DataConfig:
     zca: bool = True
     zca_eps: float = field(default=0.1, metadata={"gt": 0})
     val_per_class: int = field(default=0, metadata={"ge": 0})
+    # where the validation images come from: "train" carves them from each class's long-tailed
+    # training images; "held-out" takes them from the source's training images the long-tailed
+    # selection left out (ImageNet-LT's convention: a balanced validation set no stage trains
+    # on), carving from the class's selected images only where too few are left out (the head)
+    val_from: str = field(default="train", metadata={"choices": ("train", "held-out")})
 
 
 @dataclass(frozen=True)
@@ -102,15 +107,20 @@ def split_longtail(source: ImageSource, cfg: DataConfig) -> LongTailSplit:
     for c, n_c in enumerate(counts):
         block = selected[start : start + n_c]
         start += n_c
-        if cfg.val_per_class and cfg.val_per_class >= n_c:
+        left_out = np.setdiff1d(np.flatnonzero(source.train_labels == c), block)
+        from_left_out = min(cfg.val_per_class, len(left_out)) if cfg.val_from == "held-out" else 0
+        carved = cfg.val_per_class - from_left_out
+        if carved and carved >= n_c:
             raise UserError(
                 f"data.val_per_class={cfg.val_per_class} leaves no training image in class {c} "
-                f"({n_c} images); use a smaller value"
+                f"({n_c} images{', none left out' if cfg.val_from == 'held-out' else ''}); "
+                "use a smaller value"
             )
         is_val = np.zeros(n_c, dtype=bool)
-        is_val[val_rng.choice(n_c, size=cfg.val_per_class, replace=False)] = True
+        is_val[val_rng.choice(n_c, size=carved, replace=False)] = True
+        held_out = np.sort(val_rng.choice(left_out, size=from_left_out, replace=False))
         train_parts.append(block[~is_val])
-        val_parts.append(block[is_val])
+        val_parts.append(np.concatenate([block[is_val], held_out]))
     test_per_class = np.bincount(source.test_labels, minlength=num_classes)
     if test_per_class.min() == 0:
         raise UserError(

@@ -110,6 +110,8 @@ class Run:
         cfg = self.cfg.data
         values = to_dict(cfg)
         values.pop("root")  # where the files live is not what they are
+        if values["val_from"] == "train":  # the default keeps the hash runs had before the key
+            values.pop("val_from")
         key = stage_hash("data", values)
         pre_path = self.dir / "preprocess.safetensors"
 
