@@ -107,8 +107,12 @@ def split_longtail(source: ImageSource, cfg: DataConfig) -> LongTailSplit:
     for c, n_c in enumerate(counts):
         block = selected[start : start + n_c]
         start += n_c
-        left_out = np.setdiff1d(np.flatnonzero(source.train_labels == c), block)
-        from_left_out = min(cfg.val_per_class, len(left_out)) if cfg.val_from == "held-out" else 0
+        left_out = (
+            np.setdiff1d(np.flatnonzero(source.train_labels == c), block)
+            if cfg.val_from == "held-out"
+            else np.zeros(0, dtype=np.int64)
+        )
+        from_left_out = min(cfg.val_per_class, len(left_out))
         carved = cfg.val_per_class - from_left_out
         if carved and carved >= n_c:
             raise UserError(
