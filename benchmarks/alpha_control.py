@@ -27,15 +27,13 @@ from pathlib import Path
 import torch
 
 from ltdd.config import from_dict, load_config
-from ltdd.data.dataset import prepare_data
-from ltdd.data.preprocess import Preprocessing
 from ltdd.distill.config import DistillConfig
 from ltdd.distill.engine import INITIAL, derive_seed, validation_accuracy
 from ltdd.io import load_tensors, write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import Run
 
-from common import RESULTS, header, provenance
+from common import RESULTS, header, provenance, swap_validation
 
 
 def cells(initial: dict, final: dict) -> dict[str, tuple]:
@@ -76,16 +74,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config(
-        RunConfig,
-        args.config,
-        [f"runs_dir={args.data_run.parent}", f"name={args.data_run.name}", *args.overrides],
-    )
-    if args.overrides:
-        pre = Preprocessing.load(args.data_run / "preprocess.safetensors")
-        data = prepare_data(cfg.data, pre)
-    else:
-        data = Run(cfg, progress=False).prepare()
+    run_overrides = [f"runs_dir={args.data_run.parent}", f"name={args.data_run.name}"]
+    cfg = load_config(RunConfig, args.config, run_overrides)
+    data = Run(cfg, progress=False).prepare()
+    data = swap_validation(data, args.config, run_overrides, args.overrides)
     initial, _ = load_tensors(args.trial / INITIAL)
     final, meta = load_tensors(args.trial / args.snapshot)
     section = from_dict(DistillConfig, meta["config"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -10,6 +11,10 @@ import sys
 from pathlib import Path
 
 import torch
+
+from ltdd.config import load_config
+from ltdd.data.dataset import LongTailedData, prepare_data
+from ltdd.pipeline.config import RunConfig
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -54,3 +59,16 @@ def pct(summary: dict | None) -> str:
     if summary is None:
         return "absent"
     return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
+
+
+def swap_validation(
+    data: LongTailedData, config: Path, overrides: list[str], split: list[str]
+) -> LongTailedData:
+    """`data` with its validation split replaced by the one the `split` overrides select (e.g.
+    `data.val_from=held-out data.val_per_class=500`), preprocessed as `data`; the training
+    images, which the run's experts and sets were made from, stay as they are."""
+    if not split:
+        return data
+    cfg = load_config(RunConfig, config, [*overrides, *split])
+    other = prepare_data(cfg.data, data.preprocessing)
+    return dataclasses.replace(data, val_images=other.val_images, val_labels=other.val_labels)

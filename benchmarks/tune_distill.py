@@ -46,7 +46,7 @@ from ltdd.io import load_tensors, write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import Run
 
-from common import RESULTS, header, provenance
+from common import RESULTS, header, provenance, swap_validation
 
 # Named starting points, evaluated first (optuna's enqueue_trial), on the profile's values for
 # everything else: the official behaviour, the two departures together, and each with a larger
@@ -183,6 +183,7 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
             "iterations": args.iterations,
             "eval_every": args.eval_every,
             "eval_epochs": args.eval_epochs,
+            "val_split": args.val_split,
             "trials": records,
             "best": best,
         },
@@ -345,19 +346,27 @@ def main() -> None:
         help="iteration counts at which each --grid trial's set is kept (it-NNNN.safetensors) "
         "and scored with the paired validation seeds",
     )
+    parser.add_argument(
+        "--val-split",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data overrides that select another validation split for every score, e.g. "
+        "data.val_from=held-out data.val_per_class=500 (its images preprocessed as the run's; "
+        "the run's training images, experts and initial sets stay as they are)",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    cfg = load_config(
-        RunConfig,
-        args.config,
-        [f"runs_dir={args.run_dir.parent}", f"name={args.run_dir.name}", *args.overrides],
-    )
-    if cfg.data.val_per_class == 0:
+    run_overrides = [f"runs_dir={args.run_dir.parent}", f"name={args.run_dir.name}"]
+    cfg = load_config(RunConfig, args.config, [*run_overrides, *args.overrides])
+    if cfg.data.val_per_class == 0 and not args.val_split:
         parser.error("the profile has no validation split: set data.val_per_class > 0")
     run = Run(cfg, progress=False)
-    data = run.prepare()
+    data = swap_validation(
+        run.prepare(), args.config, [*run_overrides, *args.overrides], args.val_split
+    )
     kinds = METHODS.get(args.method)().expert_kinds
     experts = {k: TrajectoryStore(run.dir / "experts" / run._expert_kind(k)) for k in kinds}
     base = dataclasses.replace(

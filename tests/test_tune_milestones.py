@@ -67,6 +67,7 @@ def test_milestones_are_one_run_scored_at_each_stop(tune, data, experts, tmp_pat
         iterations=4,
         eval_every=0,
         eval_epochs=0,
+        val_split=[],
         run_dir=tmp_path,
         config=grid,
         out="tune-test",
