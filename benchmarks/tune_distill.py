@@ -3,12 +3,13 @@
 The run directory must hold the data and expert stages of the profile (`ltdd run`, or any run of
 the profile that got past the experts). Each trial distils with the profile's section of the
 method plus the trial's values, and is scored by the balanced accuracy on the validation split
-carved from the training set (`data.val_per_class`) of a network trained on the set, measured
-every `--eval-every` iterations (and on the iteration-0 set); the intermediate values feed
-Optuna's median pruner. The test set is never read. Every trial (values, validation curve,
-state, diagnostics) is written to benchmarks/results/<out>.json and .md as it finishes, and the
-best values to `--write-config` (a YAML snippet of the method's section). The study lives in
-an SQLite file in the run directory, so an interrupted search continues where it stopped.
+(carved from the training set, `data.val_per_class`, or the one `--val-split` selects) of a
+network trained on the set, measured every `--eval-every` iterations (and on the iteration-0
+set); the intermediate values feed Optuna's median pruner. The test set is never read. Every
+trial (values, validation curve, state, diagnostics) is written to benchmarks/results/<out>.json
+and .md as it finishes, and the best values to `--write-config` (a YAML snippet of the method's
+section). The study lives in an SQLite file in the run directory, so an interrupted search
+continues where it stopped.
 
 Run: `.venv/bin/python benchmarks/tune_distill.py --config configs/run/fmnist-lt-large.yaml
 --run-dir runs/b100-ipc10 --trials 8` (needs the `bench` extra: `pip install -e .[bench]`).
@@ -140,12 +141,17 @@ def paired(val: dict | None) -> str:
 
 
 def write_results(args, study: optuna.Study, records: list[dict], best: dict | None) -> None:
+    split = (
+        f"the validation split {' '.join(args.val_split)}"
+        if args.val_split
+        else "the carved validation split"
+    )
     lines = [
         header(f"Distillation tuning on the validation split ({args.method})"),
         f"- run directory: `{args.run_dir}`; profile `{args.config}`; {args.iterations} "
         f"iterations per trial, validation every {args.eval_every} (network trained "
-        f"{args.eval_epochs} epochs on the set, balanced accuracy on the carved validation "
-        f"split); {'hand grid ' + str(args.grid) if args.grid else 'median pruner'}. "
+        f"{args.eval_epochs} epochs on the set, balanced accuracy on {split}); "
+        f"{'hand grid ' + str(args.grid) if args.grid else 'median pruner'}. "
         "The test set is not read.",
         "",
         "| trial | preset | state | params | val. acc. it 0 → last (%) | gain (pp) | "
