@@ -29,6 +29,7 @@ import torch
 from ltdd.config import from_dict, load_config
 from ltdd.distill.config import DistillConfig
 from ltdd.distill.engine import INITIAL, derive_seed, validation_accuracy
+from ltdd.errors import UserError
 from ltdd.io import load_tensors, write_json, write_text
 from ltdd.pipeline.config import RunConfig
 from ltdd.pipeline.run import Run
@@ -75,9 +76,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     run_overrides = [f"runs_dir={args.data_run.parent}", f"name={args.data_run.name}"]
-    cfg = load_config(RunConfig, args.config, run_overrides)
+    try:  # a bad key or value is one line, before anything is computed
+        cfg = load_config(RunConfig, args.config, run_overrides)
+        split = load_config(RunConfig, args.config, [*run_overrides, *args.overrides]).data
+    except UserError as err:
+        parser.error(str(err))
     data = Run(cfg, progress=False).prepare()
-    data = swap_validation(data, args.config, run_overrides, args.overrides)
+    data = swap_validation(data, split if args.overrides else None)
     initial, _ = load_tensors(args.trial / INITIAL)
     final, meta = load_tensors(args.trial / args.snapshot)
     section = from_dict(DistillConfig, meta["config"])

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ltdd.config import load_config
-from ltdd.data.dataset import LongTailedData, prepare_data
-from ltdd.pipeline.config import RunConfig
+from ltdd.data.dataset import DataConfig, LongTailedData, prepare_data
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,14 +59,11 @@ def pct(summary: dict | None) -> str:
     return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
 
 
-def swap_validation(
-    data: LongTailedData, config: Path, overrides: list[str], split: list[str]
-) -> LongTailedData:
-    """`data` with its validation split replaced by the one the `split` overrides select (e.g.
-    `data.val_from=held-out data.val_per_class=500`), preprocessed as `data`; the training
-    images, which the run's experts and sets were made from, stay as they are."""
-    if not split:
+def swap_validation(data: LongTailedData, split: DataConfig | None) -> LongTailedData:
+    """`data` with its validation split replaced by the one `split` selects (e.g. `val_from:
+    held-out, val_per_class: 500`), preprocessed as `data`; the training images, which the run's
+    experts and sets were made from, stay as they are. `split` None: `data` itself."""
+    if split is None:
         return data
-    cfg = load_config(RunConfig, config, [*overrides, *split])
-    other = prepare_data(cfg.data, data.preprocessing)
+    other = prepare_data(split, data.preprocessing)
     return dataclasses.replace(data, val_images=other.val_images, val_labels=other.val_labels)

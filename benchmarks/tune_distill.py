@@ -365,14 +365,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    run_overrides = [f"runs_dir={args.run_dir.parent}", f"name={args.run_dir.name}"]
-    cfg = load_config(RunConfig, args.config, [*run_overrides, *args.overrides])
-    if cfg.data.val_per_class == 0 and not args.val_split:
+    overrides = [f"runs_dir={args.run_dir.parent}", f"name={args.run_dir.name}", *args.overrides]
+    try:  # a bad key or value is one line, before anything is computed
+        cfg = load_config(RunConfig, args.config, overrides)
+        split = load_config(RunConfig, args.config, [*overrides, *args.val_split]).data
+    except UserError as err:
+        parser.error(str(err))
+    if split.val_per_class == 0:
         parser.error("the profile has no validation split: set data.val_per_class > 0")
     run = Run(cfg, progress=False)
-    data = swap_validation(
-        run.prepare(), args.config, [*run_overrides, *args.overrides], args.val_split
-    )
+    data = swap_validation(run.prepare(), split if args.val_split else None)
     kinds = METHODS.get(args.method)().expert_kinds
     experts = {k: TrajectoryStore(run.dir / "experts" / run._expert_kind(k)) for k in kinds}
     base = dataclasses.replace(

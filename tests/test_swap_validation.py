@@ -12,23 +12,18 @@ from ltdd.data.sources import load_source
 
 def test_swap_validation_replaces_only_the_validation_split(tmp_path, monkeypatch):
     common = load_benchmark("common", tmp_path / "results", monkeypatch)
-    config = tmp_path / "profile.yaml"
-    config.write_text(
-        "name: swap\nipc: 1\ndata: {dataset: procedural, imbalance_factor: 10, val_per_class: 2}\n"
-    )
     data = prepare_data(DataConfig(dataset="procedural", imbalance_factor=10, val_per_class=2))
-    split = ["data.val_from=held-out", "data.val_per_class=5"]
-    swapped = common.swap_validation(data, config, [], split)
+    held = DataConfig(
+        dataset="procedural", imbalance_factor=10, val_per_class=5, val_from="held-out"
+    )
+    swapped = common.swap_validation(data, held)
 
     assert torch.equal(swapped.train_images, data.train_images)
     assert torch.equal(swapped.test_images, data.test_images)
     assert swapped.preprocessing is data.preprocessing
-    held = DataConfig(
-        dataset="procedural", imbalance_factor=10, val_per_class=5, val_from="held-out"
-    )
     source = load_source("procedural")
     indices = split_longtail(source, held).val_indices
     expected = data.preprocessing.transform(source.train_images[indices])
     torch.testing.assert_close(swapped.val_images, expected)
     assert swapped.val_labels.tolist() == source.train_labels[indices].tolist()
-    assert common.swap_validation(data, config, [], []) is data
+    assert common.swap_validation(data, None) is data
