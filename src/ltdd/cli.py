@@ -248,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the rest; prints the results table and the report path.",
     )
     _add_config_args(p)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes for the stages after the data (expert stores, sets, upper "
+        "bounds, evaluations), each with an equal share of the CPU threads, each stage "
+        "starting once what it reads is written; default: the config's `jobs` (1)",
+    )
     _add_tracker(p)
     p.set_defaults(func=commands.run)
 

@@ -253,7 +253,8 @@ def _distill_locked(cfg: DistillCommandConfig, args: argparse.Namespace) -> Path
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = load_config(RunConfig, args.config, args.overrides)
+    jobs = [] if args.jobs is None else [f"jobs={args.jobs}"]
+    cfg = load_config(RunConfig, args.config, [*args.overrides, *jobs])
     if args.device != "auto":
         cfg = dataclasses.replace(cfg, device=args.device)
     check_writable(cfg.run_dir, folder=True)

@@ -72,6 +72,10 @@ class RunConfig:
     name: str = "run"
     runs_dir: Path = Path("runs")
     device: str = "auto"
+    jobs: int = field(default=1, metadata={"ge": 1})
+    """Worker processes for the stages after the data (expert stores, sets, full-data bounds,
+    evaluations), each with an equal share of the torch threads (`ltdd.pipeline.parallel`). A
+    speed key, left out of every hash."""
     ipc: int = field(default=10, metadata={"ge": 1})
     methods: tuple[str, ...] = ("random", "herding", "kcenter", "mtt", "datm", "ltdd")
     share_experts: bool = False

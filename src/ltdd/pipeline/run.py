@@ -38,6 +38,7 @@ from ltdd.io import read_json, write_json, write_text
 from ltdd.lock import locked
 from ltdd.pipeline.cache import is_current, stage_hash, write_record
 from ltdd.pipeline.config import BASELINES, UNILEVEL, RunConfig, check_run_config
+from ltdd.pipeline.parallel import run_tasks
 from ltdd.pipeline.resources import measure
 from ltdd.select import (
     extract_features,
@@ -135,9 +136,10 @@ class Run:
         """The store a method's expert kind reads (`share_experts`: mtt/datm -> representation)."""
         return "representation" if self.cfg.share_experts and kind in ("mtt", "datm") else kind
 
-    def needed_expert_kinds(self) -> list[str]:
+    def needed_expert_kinds(self, methods: tuple[str, ...] | None = None) -> list[str]:
+        """The expert stores `methods` (default: the run's) read, in training order."""
         kinds: list[str] = []
-        for method in self.cfg.methods:
+        for method in self.cfg.methods if methods is None else methods:
             if method in ("herding", "kcenter"):
                 kinds.append("representation")
             elif method not in BASELINES + UNILEVEL:
@@ -149,8 +151,10 @@ class Run:
             dict.fromkeys(k for k in ("representation", "classifier", "mtt", "datm") if k in kinds)
         )
 
-    def experts(self) -> None:
-        for kind in self.needed_expert_kinds():
+    def experts(self, kinds: list[str] | None = None) -> None:
+        """Train (or reuse) the expert stores `kinds` (default: every store the run reads), in
+        order: classifier experts are retrained from the representation store before them."""
+        for kind in self.needed_expert_kinds() if kinds is None else kinds:
             section = dataclasses.replace(
                 getattr(self.cfg.experts, kind), kind=kind, device=self.cfg.device
             )
@@ -341,6 +345,17 @@ class Run:
         self._stage(f"eval/{tag}", out.with_suffix(".stage.json"), key, compute, [out.name])
         return out
 
+    def evaluate_method(self, method: str) -> None:
+        """Every evaluation of a method's set: the shared protocol, UL-LT's own (EDC), the other
+        architectures and, for a distillation, its iteration-0 set."""
+        self.evaluate(method)
+        if method in UNILEVEL and self.cfg.unilevel.edc.enabled:
+            unilevel.evaluate_edc_stage(self, self.dir / "distill" / method / SET_FILE)
+        for arch in self.cfg.evaluate.archs:
+            self.evaluate(method, arch)
+        if method not in BASELINES and self.cfg.evaluate.initial_sets:
+            self.evaluate_initial(method)
+
     def evaluate_initial(self, method: str) -> Path | None:
         """The iteration-0 set of a distillation, evaluated exactly as its final set (same
         protocol and seeds), into `eval/init/<method>.json`: the base of the distillation gain."""
@@ -506,6 +521,7 @@ class Run:
     def _run(self) -> Path:
         write_text(self.dir / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
         self.prepare()
+        in_workers = run_tasks(self, self.cfg.jobs) if self.cfg.jobs > 1 else {}
         self.experts()
         if self.cfg.evaluate.full_data:
             self.evaluate_full()
@@ -513,13 +529,10 @@ class Run:
             self.evaluate_full(balanced=True)
         for method in self.cfg.methods:
             self.make_set(method)
-            self.evaluate(method)
-            if method in UNILEVEL and self.cfg.unilevel.edc.enabled:
-                unilevel.evaluate_edc_stage(self, self.dir / "distill" / method / SET_FILE)
-            for arch in self.cfg.evaluate.archs:
-                self.evaluate(method, arch)
-            if method not in BASELINES and self.cfg.evaluate.initial_sets:
-                self.evaluate_initial(method)
+            self.evaluate_method(method)
+        for name, resources in in_workers.items():
+            self.timings[name] = {**resources, "reused": False}
+            tracking.log_stage(name, resources)
         write_json(self.dir / "timings.json", self.timings)
         cache = self._seed_cache
         if cache is not None:
