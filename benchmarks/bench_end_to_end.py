@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_speed import _loadavg, cpu_description  # noqa: E402
 
-from common import RESULTS, provenance  # noqa: E402
+from common import RESULTS, header, provenance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,15 +99,12 @@ def write(rows: list[dict], out: str, threads: int) -> None:
     for row in rows:
         row["ratio_base"] = round(base["seconds"] / row["seconds"], 2)
         row["ratio_base_cpu"] = round(base["cpu_seconds"] / row["cpu_seconds"], 2)
-    fields = {**provenance(cpu_description(threads)), "rows": rows}
+    machine = cpu_description(threads)
+    fields = {**provenance(machine), "rows": rows}
     (RESULTS / f"{out}.json").write_text(json.dumps(fields, indent=1) + "\n")
+    title = "End to end: the CPU science profile, timed, one checkout after the other"
     lines = [
-        "# End to end: the CPU science profile, timed, one checkout after the other",
-        "",
-        f"- command: `{fields['command']}`",
-        f"- machine: {fields['machine']}",
-        f"- date: {fields['date']}",
-        "",
+        header(title, machine),
         "Wall and CPU seconds (user + system, the run and its workers) of one `ltdd run` from an",
         "empty run directory; ratio_base = first row / this row. Peak RSS: the largest of any one",
         "process. Accuracy: balanced test accuracy in %, mean ± std over the evaluation seeds.",

@@ -6,9 +6,8 @@ reads are written, in a pool of `jobs` spawned processes with `threads // jobs` 
 each; among the ready tasks, those on the longest chain (experts -> LTDD -> its evaluation)
 start first. Small networks use one thread better than two: the CPU science profile on 2 cores
 took 640 s wall (1201 CPU s) with 2 workers against 683 s (1350 CPU s) serially with 2 threads
-(benchmarks/results/end-to-end.md). Workers write the stage files the
-serial run writes; the calling process then walks every stage once more, reusing each, and
-builds the report.
+(benchmarks/results/end-to-end.md). Workers write the stage files the serial run writes; the
+calling process then walks every stage once more, reusing each, and builds the report.
 
 The hard-label baselines (random, herding, k-center) are evaluated in one task: the random real
 subsets of their DD-Ranking IOR terms are the same networks, trained once in one process.
@@ -70,7 +69,7 @@ def plan(run: Run) -> list[Task]:
         tasks.append(Task("eval/full", "full"))
         full = ("eval/full",) if ev.ddranking else ()
     if ev.full_balanced:
-        tasks.append(Task("eval/full_balanced", "full", methods=("balanced",)))
+        tasks.append(Task("eval/full_balanced", "full"))
     baselines = tuple(m for m in methods if m in BASELINES)
     groups = [(m,) for m in methods if m not in BASELINES] + ([baselines] if baselines else [])
     for group in groups:
@@ -87,7 +86,7 @@ def do_task(run: Run, task: Task) -> None:
     if task.kind == "set":
         run.make_set(task.methods[0])
     elif task.kind == "full":
-        run.evaluate_full(balanced=bool(task.methods))
+        run.evaluate_full(balanced=task.name == "eval/full_balanced")
     elif task.kind == "eval":
         if "eval/full" in task.needs:
             run.evaluate_full()  # reused: its key enters the evaluation keys
