@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_speed import _loadavg, cpu_description  # noqa: E402
 
-from common import RESULTS, header, provenance  # noqa: E402
+from common import RESULTS, header, pct, provenance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,10 +130,8 @@ def write(rows: list[dict], out: str, threads: int) -> None:
     lines += ["| method | " + " | ".join(r["label"] for r in rows) + " |"]
     lines += ["|---|" + "---|" * len(rows)]
     for m in methods:
-        cells = []
-        for r in rows:
-            acc = r["balanced_accuracy"].get(m)
-            cells.append(f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f}" if acc else "")
+        accuracies = [r["balanced_accuracy"].get(m) for r in rows]
+        cells = [pct(acc) if acc else "" for acc in accuracies]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     (RESULTS / f"{out}.md").write_text("\n".join(lines) + "\n")
 
