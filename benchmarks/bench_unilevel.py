@@ -235,20 +235,24 @@ class Bench:
                         LTDD_SET_SECONDS[int(beta)] / synthesis
                     )
                 row = self.row(cell, "unilevel", "full", "shared", res, **extra)
-            elif name == "unilevel-edc":
+            elif name in ("unilevel-edc", "unilevel-edc+adsa"):
+                # +adsa: the online teacher shifted by the τ* that ADSA finds on the set's labels
+                s = self.unilevel_set(cfg, data, "-adsa")[0] if name.endswith("adsa") else full
                 teacher = load_expert(
                     experts_folder(cfg.unilevel, data, self.work / "experts"),
                     "teacher",
                     data,
                     self.device,
                 )
-                tau = full.meta["unilevel"]["relabel"]["adsa_tau"]
+                tau = s.meta["unilevel"]["relabel"]["adsa_tau"]
                 online = OnlineTeacher(teacher, log_prior(data.train_counts), tau)
                 edc = dataclasses.replace(cfg.unilevel.edc, seeds=cfg.evaluate.seeds)
-                res = evaluate_edc(
-                    full.images, full.class_ids, data, edc, self.device, teacher=online
-                )
-                row = self.row(cell, "unilevel", "full", "edc", res, labels="online")
+                res = evaluate_edc(s.images, s.class_ids, data, edc, self.device, teacher=online)
+                variant = "with ADSA" if name.endswith("adsa") else "full"
+                row = self.row(
+                    cell, "unilevel", variant, "edc", res,
+                    labels="online", adsa_tau=tau, edc_epochs=edc.epochs,
+                )  # fmt: skip
             elif name.startswith("-"):
                 s, t = self.unilevel_set(cfg, data, name)
                 res = self.shared(s, data, cfg)
@@ -643,7 +647,8 @@ def diagnosis_table(folders: list[Path]) -> str:
         "`recover` and `labels` rows used the 4-epoch teacher and crop initialisation of two "
         "sessions ago unless the key says otherwise; `kappa` rows the 6-epoch teacher of the "
         "previous session (whole images, no recovery); `inits` rows this profile's 20-epoch "
-        "teacher (κ 0.5 unless the group says κ 0; no recovery).\n"
+        "teacher (κ 0.5 unless the group says κ 0; no recovery); `edc` rows the same set and "
+        "teacher under UL-LT's own protocol with online teacher labels.\n"
     )
     if "targets" in found:
         text += (
@@ -660,7 +665,7 @@ def diagnosis_table(folders: list[Path]) -> str:
         "|---|---|---|---|\n"
     )
     for key, r in found.items():
-        if key == "targets" or "val" not in r:
+        if key == "targets" or "val" not in r or key.startswith("edc/"):
             continue
         agree = r.get("teacher_agreement")
         change = r.get("relative_change")
@@ -671,11 +676,11 @@ def diagnosis_table(folders: list[Path]) -> str:
         )
     groups: dict[str, list[float]] = {}
     for key, r in found.items():  # "inits/<mode> seed=N beta=B ipc=I", several seeds per mode
-        if key.startswith("inits/"):
+        if key.startswith(("inits/", "edc/")):
             mode, rest = key.split(" seed=")
             groups.setdefault(f"{mode} {rest.split(' ', 1)[1]}", []).append(100 * r["val"])
     if groups:
-        text += "\n| initialisation (paired student seeds) | val. balanced acc. per seed | mean |\n"
+        text += "\n| variant (paired student seeds) | val. balanced acc. per seed | mean |\n"
         text += "|---|---|---|\n"
         for name, vals in groups.items():
             per_seed = " / ".join(f"{v:.1f}" for v in vals)
@@ -760,6 +765,7 @@ def main() -> None:
         default=[
             "unilevel",
             "unilevel-edc",
+            "unilevel-edc+adsa",
             "random+teacher",
             "-recovery",
             "-debiasing",

@@ -14,6 +14,10 @@ Experiments (run the ones named with --only, in order; results cached by name in
 - `recover`: recovery variants from the chosen initialisation (teacher agreement + validation).
 - `teacher`: train the debiased expert for --teacher-epochs with validation accuracy per epoch
   (classes 1..C-1 only: class 0's validation images are LT training images the teacher saw).
+- `edc`, `shared`: the profile's set under UL-LT's own protocol (online teacher labels) or the
+  shared one (static labels), one row per --variants entry (comma-joined `unilevel.*`
+  overrides, e.g. `unilevel.edc.epochs=1000`) and student seed; with
+  `unilevel.relabel.adsa=true` the labels, static or online, are shifted by ADSA's τ*.
 - `grid`: PNG mosaics of the initial crops and the recovered images.
 
 One validation student per candidate (seed 0), the shared protocol of the profile.
@@ -38,11 +42,13 @@ from ltdd.evaluate.trainer import predict, train_network
 from ltdd.io import write_json
 from ltdd.pipeline.config import RunConfig
 from ltdd.select import select_random
+from ltdd.unilevel.adsa import log_prior
 from ltdd.unilevel.bnstats import bn_inputs
+from ltdd.unilevel.edc import train_edc
 from ltdd.unilevel.experts import ensure_experts, load_expert, per_epoch_metrics
 from ltdd.unilevel.recalibrate import recalibrate
 from ltdd.unilevel.recover import alignment_loss, pixel_bounds, recover
-from ltdd.unilevel.relabel import teacher_logits
+from ltdd.unilevel.relabel import OnlineTeacher, teacher_logits
 from ltdd.unilevel.synthesize import experts_folder, initial_set, label_set
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,11 +61,8 @@ class Context:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.cfg = load_config(
-            RunConfig,
-            PROFILE,
-            [f"data.imbalance_factor={args.beta}", f"ipc={args.ipc}", *args.overrides],
-        )
+        self.overrides = [f"data.imbalance_factor={args.beta}", f"ipc={args.ipc}", *args.overrides]
+        self.cfg = load_config(RunConfig, PROFILE, self.overrides)
         self.data = prepare_data(self.cfg.data)
         self.cpu = torch.device("cpu")
         self.out = Path(args.work) / "diagnose.json"
@@ -89,7 +92,12 @@ class Context:
 
     def val(self, images: torch.Tensor, labels: torch.Tensor, lr: float, seed: int = 0) -> dict:
         """One student (shared protocol) → balanced and per-class validation accuracy."""
-        model = train_network(images, labels, lr, 10, self.cfg.evaluate.train, seed, self.cpu)
+        return self.score(
+            train_network(images, labels, lr, 10, self.cfg.evaluate.train, seed, self.cpu)
+        )
+
+    def score(self, model) -> dict:
+        """Balanced and per-class validation accuracy of a trained student."""
         pred, truth = predict(model, self.val_x), self.val_y.numpy()
         per_class = [float((pred[truth == c] == c).mean()) for c in range(10)]
         return {"val": float(np.mean(per_class)), "val_per_class": per_class}
@@ -309,6 +317,49 @@ def exp_teacher(ctx: Context) -> None:
     )
 
 
+def _variant_rows(ctx: Context, protocol: str) -> None:
+    """The profile's set, once per --variants entry (its `unilevel.*` overrides change the labels
+    and the protocol) and student seed, under `protocol`: `shared` (static labels, the
+    profile's evaluation) or `edc` (online teacher labels, ADSA-shifted when the variant's
+    labels are). Scored on the validation split that excludes the set's images."""
+    observer, teacher = ctx.nets()
+    images, classes, info = initial_set(ctx.cfg.unilevel, teacher, ctx.data, ctx.cfg.ipc, observer)
+    ctx.val_x, ctx.val_y = validation_set(ctx.cfg, ctx.data, info["source_indices"])
+    log_pi = log_prior(ctx.data.train_counts)
+    cell = f"beta={ctx.args.beta:g} ipc={ctx.cfg.ipc}"
+    for variant in ctx.args.variants:
+        changes = [c for c in variant.split(",") if c]
+        vcfg = load_config(RunConfig, PROFILE, [*ctx.overrides, *changes]).unilevel
+        labels, labelled = label_set(vcfg, teacher, images, classes, ctx.data.train_counts)
+        online = OnlineTeacher(teacher, log_pi, labelled["adsa_tau"])
+        for seed in ctx.args.val_seeds:
+            key = f"{protocol}/{variant or 'profile'} seed={seed} {cell}"
+            if ctx.done(key):
+                continue
+            started = time.perf_counter()
+            if protocol == "edc":
+                model = train_edc(images, classes, None, online, 10, vcfg.edc, seed, ctx.cpu)
+                row = {**ctx.score(model), "epochs": vcfg.edc.epochs}
+            else:
+                row = ctx.val(images, labels, vcfg.relabel.set_lr, seed)
+            row.update(
+                val_classes_1_9=float(np.mean(row["val_per_class"][1:])),
+                adsa_tau=labelled["adsa_tau"],
+                seconds=time.perf_counter() - started,
+            )
+            ctx.record(key, row)
+
+
+def exp_edc(ctx: Context) -> None:
+    """The profile's set under UL-LT's own protocol, per variant and student seed."""
+    _variant_rows(ctx, "edc")
+
+
+def exp_shared(ctx: Context) -> None:
+    """The profile's set under the shared protocol (static labels), per variant and seed."""
+    _variant_rows(ctx, "shared")
+
+
 def exp_grid(ctx: Context) -> None:
     """Mosaics (pixel space) of the initial crops and of every recovered set saved so far."""
     from ltdd.report.figures import image_grid_figure, mosaic
@@ -334,6 +385,8 @@ EXPERIMENTS = {
     "recover": exp_recover,
     "teacher": exp_teacher,
     "kappa": exp_kappa,
+    "edc": exp_edc,
+    "shared": exp_shared,
     "grid": exp_grid,
 }
 
@@ -357,6 +410,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--val-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kappas", type=float, nargs="+", default=[0.0, 0.5])
+    parser.add_argument(
+        "--variants", nargs="+", default=[""],
+        help="edc, shared: comma-joined unilevel.* overrides per variant ('' = the profile)",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
