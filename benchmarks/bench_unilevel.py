@@ -248,7 +248,7 @@ class Bench:
                 online = OnlineTeacher(teacher, log_prior(data.train_counts), tau)
                 edc = dataclasses.replace(cfg.unilevel.edc, seeds=cfg.evaluate.seeds)
                 res = evaluate_edc(s.images, s.class_ids, data, edc, self.device, teacher=online)
-                variant = "with ADSA" if name.endswith("adsa") else "full"
+                variant = f"{'with ADSA' if name.endswith('adsa') else 'full'}, {edc.epochs} epochs"
                 row = self.row(
                     cell, "unilevel", variant, "edc", res,
                     labels="online", adsa_tau=tau, edc_epochs=edc.epochs,
