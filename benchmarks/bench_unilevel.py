@@ -235,9 +235,12 @@ class Bench:
                         LTDD_SET_SECONDS[int(beta)] / synthesis
                     )
                 row = self.row(cell, "unilevel", "full", "shared", res, **extra)
-            elif name in ("unilevel-edc", "unilevel-edc+adsa"):
-                # +adsa: the online teacher shifted by the τ* that ADSA finds on the set's labels
-                s = self.unilevel_set(cfg, data, "-adsa")[0] if name.endswith("adsa") else full
+            elif name in ("unilevel-edc", "unilevel-edc-adsa"):
+                # -adsa: ADSA toggled, as in the "-adsa" ablation; the online teacher is shifted
+                # by the τ* of the set's static labels (0 without ADSA). The variant names ADSA
+                # on or off (not "full"), so rows stay readable when the profile's choice changes
+                ablation = name.endswith("-adsa")
+                s = self.unilevel_set(cfg, data, "-adsa")[0] if ablation else full
                 teacher = load_expert(
                     experts_folder(cfg.unilevel, data, self.work / "experts"),
                     "teacher",
@@ -248,9 +251,9 @@ class Bench:
                 online = OnlineTeacher(teacher, log_prior(data.train_counts), tau)
                 edc = dataclasses.replace(cfg.unilevel.edc, seeds=cfg.evaluate.seeds)
                 res = evaluate_edc(s.images, s.class_ids, data, edc, self.device, teacher=online)
-                variant = f"{'with ADSA' if name.endswith('adsa') else 'full'}, {edc.epochs} epochs"
+                label = "with ADSA" if s.meta["unilevel"]["relabel"]["adsa"] else "without ADSA"
                 row = self.row(
-                    cell, "unilevel", variant, "edc", res,
+                    cell, "unilevel", f"{label}, {edc.epochs} epochs", "edc", res,
                     labels="online", adsa_tau=tau, edc_epochs=edc.epochs,
                 )  # fmt: skip
             elif name.startswith("-"):
@@ -765,7 +768,7 @@ def main() -> None:
         default=[
             "unilevel",
             "unilevel-edc",
-            "unilevel-edc+adsa",
+            "unilevel-edc-adsa",
             "random+teacher",
             "-recovery",
             "-debiasing",
