@@ -120,6 +120,7 @@ def ablation_label(base, component: str) -> str:
 
 
 log = logging.getLogger("bench")
+BASELINE_ROWS = ("random+teacher", "random+teacher+adsa", "herding+teacher")
 
 
 class Bench:
@@ -188,6 +189,17 @@ class Bench:
     def shared(self, s: DistilledSet, data, cfg: RunConfig) -> dict:
         return evaluate_set(s.images, s.labels, s.lr, data, cfg.evaluate, self.device)
 
+    def edc(self, s: DistilledSet, tau: float, data, cfg: RunConfig) -> tuple[dict, int]:
+        """UL-LT's own protocol on a set: online labels of the cell's teacher shifted by τ·log π;
+        the result and the epoch count."""
+        teacher = load_expert(
+            experts_folder(cfg.unilevel, data, self.work / "experts"), "teacher", data, self.device
+        )
+        online = OnlineTeacher(teacher, log_prior(data.train_counts), tau)
+        edc = dataclasses.replace(cfg.unilevel.edc, seeds=cfg.evaluate.seeds)
+        res = evaluate_edc(s.images, s.class_ids, data, edc, self.device, teacher=online)
+        return res, edc.epochs
+
     def row(self, cell: dict, method: str, variant: str, protocol: str, result: dict, **extra):
         b, lt = result["balanced"], result.get("long_tailed")
         groups = {
@@ -239,22 +251,13 @@ class Bench:
                 # -adsa: ADSA toggled, as in the "-adsa" ablation; the online teacher is shifted
                 # by the τ* of the set's static labels (0 without ADSA). The variant names ADSA
                 # on or off (not "full"), so rows stay readable when the profile's choice changes
-                ablation = name.endswith("-adsa")
-                s = self.unilevel_set(cfg, data, "-adsa")[0] if ablation else full
-                teacher = load_expert(
-                    experts_folder(cfg.unilevel, data, self.work / "experts"),
-                    "teacher",
-                    data,
-                    self.device,
-                )
+                s = self.unilevel_set(cfg, data, "-adsa")[0] if name.endswith("-adsa") else full
                 tau = s.meta["unilevel"]["relabel"]["adsa_tau"]
-                online = OnlineTeacher(teacher, log_prior(data.train_counts), tau)
-                edc = dataclasses.replace(cfg.unilevel.edc, seeds=cfg.evaluate.seeds)
-                res = evaluate_edc(s.images, s.class_ids, data, edc, self.device, teacher=online)
+                res, epochs = self.edc(s, tau, data, cfg)
                 label = "with ADSA" if s.meta["unilevel"]["relabel"]["adsa"] else "without ADSA"
                 row = self.row(
-                    cell, "unilevel", f"{label}, {edc.epochs} epochs", "edc", res,
-                    labels="online", adsa_tau=tau, edc_epochs=edc.epochs,
+                    cell, "unilevel", f"{label}, {epochs} epochs", "edc", res,
+                    labels="online", adsa_tau=tau, edc_epochs=epochs,
                 )  # fmt: skip
             elif name.startswith("-"):
                 s, t = self.unilevel_set(cfg, data, name)
@@ -269,13 +272,21 @@ class Bench:
                     adsa_tau=s.meta["unilevel"]["relabel"]["adsa_tau"],
                     synthesis_seconds=sum(t[k]["wall_s"] for k in t if k != "experts"),
                 )
-            elif name in ("random+teacher", "random+teacher+adsa", "herding+teacher"):
-                selection = name.split("+")[0]
-                s = self.teacher_set(cfg, data, selection, name.endswith("adsa"))
-                res = self.shared(s, data, cfg)
-                row = self.row(
-                    cell, name, "baseline", "shared", res, adsa_tau=s.meta.get("adsa_tau")
-                )
+            elif name.removesuffix("@edc") in BASELINE_ROWS:
+                # "<baseline>@edc": the same real images under UL-LT's own protocol, a control
+                # for how much of an EDC row the online teacher gives rather than the set
+                base = name.removesuffix("@edc")
+                s = self.teacher_set(cfg, data, base.split("+")[0], base.endswith("adsa"))
+                tau = s.meta.get("adsa_tau")
+                if name.endswith("@edc"):
+                    res, epochs = self.edc(s, tau, data, cfg)
+                    row = self.row(
+                        cell, base, f"baseline, {epochs} epochs", "edc", res,
+                        labels="online", adsa_tau=tau, edc_epochs=epochs,
+                    )  # fmt: skip
+                else:
+                    res = self.shared(s, data, cfg)
+                    row = self.row(cell, base, "baseline", "shared", res, adsa_tau=tau)
             elif name == "random":
                 idx = torch.as_tensor(
                     select_random(data.train_labels.numpy(), data.num_classes, ipc, 0, "duplicate")
