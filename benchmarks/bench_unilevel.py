@@ -121,6 +121,7 @@ def ablation_label(base, component: str) -> str:
 
 log = logging.getLogger("bench")
 BASELINE_ROWS = ("random+teacher", "random+teacher+adsa", "herding+teacher")
+GROUPED = ("edc/", "shared/")  # diagnosis experiments tabulated per variant, seeds side by side
 
 
 class Bench:
@@ -661,8 +662,10 @@ def diagnosis_table(folders: list[Path]) -> str:
         "`recover` and `labels` rows used the 4-epoch teacher and crop initialisation of two "
         "sessions ago unless the key says otherwise; `kappa` rows the 6-epoch teacher of the "
         "previous session (whole images, no recovery); `inits` rows this profile's 20-epoch "
-        "teacher (κ 0.5 unless the group says κ 0; no recovery); `edc` rows the same set and "
-        "teacher under UL-LT's own protocol with online teacher labels.\n"
+        "teacher (κ 0.5 unless the group says κ 0; no recovery); `shared` and `edc` rows (s22) "
+        "the same set and teacher under the shared protocol and under UL-LT's own with online "
+        "teacher labels, against the profile of their time (ADSA off, 300 EDC epochs) plus the "
+        "changes their key names.\n"
     )
     if "targets" in found:
         text += (
@@ -674,23 +677,25 @@ def diagnosis_table(folders: list[Path]) -> str:
         for name, row in found["targets"].items():
             real, crops = (" / ".join(f"{v:.1f}" for v in row[k]) for k in ("real", "init_crops"))
             text += f"| {name} | {real} | {crops} |\n"
-    text += (
-        "\n| experiment | val. balanced acc. | teacher agreement | relative pixel change |\n"
-        "|---|---|---|---|\n"
-    )
+    singles = ""
     for key, r in found.items():
-        if key == "targets" or "val" not in r or key.startswith("edc/"):
+        if key == "targets" or "val" not in r or key.startswith(GROUPED):
             continue
         agree = r.get("teacher_agreement")
         change = r.get("relative_change")
-        text += (
+        singles += (
             f"| {key} | {100 * r['val']:.1f} | "
             f"{'–' if agree is None else f'{100 * agree:.0f} %'} | "
             f"{'–' if change is None else f'{change:.2f}'} |\n"
         )
+    if singles:
+        text += (
+            "\n| experiment | val. balanced acc. | teacher agreement | relative pixel change |\n"
+            "|---|---|---|---|\n" + singles
+        )
     groups: dict[str, list[float]] = {}
     for key, r in found.items():  # "inits/<mode> seed=N beta=B ipc=I", several seeds per mode
-        if key.startswith(("inits/", "edc/")):
+        if key.startswith(("inits/", *GROUPED)):
             mode, rest = key.split(" seed=")
             groups.setdefault(f"{mode} {rest.split(' ', 1)[1]}", []).append(100 * r["val"])
     if groups:
