@@ -12,9 +12,12 @@ Sets: a method of the run (`random`, `herding`, `ltdd`, ...) or `METHOD@init`, a
 iteration-0 set. Scores are appended to `<run>/tune/eval-epochs.jsonl` as they come (a rerun
 skips what is there), and the table goes to benchmarks/results/<out>.md and .json.
 
-Run: `.venv/bin/python benchmarks/eval_epochs.py --run runs/b100-ipc10 --config
-configs/run/fmnist-lt-large.yaml --sets random herding ltdd ltdd@init --epochs 300 1000
---out eval-epochs-b100-ipc10 --val-split data.val_from=held-out data.val_per_class=500`.
+The run's own `config.yaml` says how its data were made (a profile file could differ from
+the run's command-line overrides and would re-make the run's data stage).
+
+Run: `.venv/bin/python benchmarks/eval_epochs.py --run runs/b100-ipc10 --sets random herding
+ltdd ltdd@init --epochs 300 1000 --out eval-epochs-b100-ipc10 --val-split
+data.val_from=held-out data.val_per_class=500`.
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ def read_scores(path: Path) -> dict[tuple, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished run directory")
-    parser.add_argument("--config", type=Path, required=True, help="the run's config file")
     parser.add_argument("--sets", nargs="+", required=True, help="METHOD or METHOD@init")
     parser.add_argument("--epochs", type=int, nargs="+", required=True)
     parser.add_argument("--seeds", type=int, default=3)
@@ -80,12 +82,14 @@ def main() -> None:
     torch.set_num_threads(1)
     run_overrides = [f"runs_dir={args.run.parent}", f"name={args.run.name}"]
     try:  # a bad key, value or set name is one line, before anything is computed
-        cfg = load_config(RunConfig, args.config, run_overrides)
-        split = load_config(RunConfig, args.config, [*run_overrides, *args.val_split]).data
+        cfg = load_config(RunConfig, args.run / "config.yaml", run_overrides)
+        split = load_config(RunConfig, args.run / "config.yaml", [*run_overrides, *args.val_split])
         sets = {name: DistilledSet.load(set_path(args.run, name)) for name in args.sets}
     except UserError as err:
         parser.error(str(err))
-    data = swap_validation(Run(cfg, progress=False).prepare(), split if args.val_split else None)
+    data = swap_validation(
+        Run(cfg, progress=False).prepare(), split.data if args.val_split else None
+    )
     if not len(data.val_labels):
         parser.error("the validation split is empty: set data.val_per_class (in --val-split)")
     split_name = " ".join(args.val_split) or "the run's"

@@ -55,7 +55,7 @@ def test_scores_are_the_evaluation_networks_on_validation_and_a_rerun_trains_non
 ):
     module = load_benchmark("eval_epochs", tmp_path, monkeypatch)
     run_dir = finished_run.cfg.run_dir
-    argv = ["--run", run_dir, "--config", run_dir / "config.yaml", "--sets", "random"]
+    argv = ["--run", run_dir, "--sets", "random"]
     main(module, monkeypatch, *argv, "ltdd@init", "--epochs", 1, 3, "--seeds", 2, "--out", "t")
 
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
@@ -96,7 +96,7 @@ def test_an_unknown_set_is_one_line_before_any_training(
 ):
     module = load_benchmark("eval_epochs", tmp_path, monkeypatch)
     run_dir = finished_run.cfg.run_dir
-    argv = ["--run", run_dir, "--config", run_dir / "config.yaml", "--epochs", 1, "--out", "t"]
+    argv = ["--run", run_dir, "--epochs", 1, "--out", "t"]
     for bad in ("mtt", "random@final"):
         with pytest.raises(SystemExit) as exit_info:
             main(module, monkeypatch, *argv, "--sets", bad)
