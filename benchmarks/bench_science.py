@@ -125,12 +125,13 @@ def set_rows(run_dir: Path, cfg: RunConfig, label: str | None = None) -> list[di
         path = run_dir / "eval" / f"{method}.json"
         ev = read_json(path)
         acc = ev["balanced"]["accuracy"]
+        epochs = ev["settings"]["train"]["epochs"]  # what the evaluation did, not the config
         row = {
             "dataset": cfg.data.dataset,
             "method": method if label is None else label,
             "beta": cfg.data.imbalance_factor,
             "ipc": cfg.ipc,
-            "protocol": f"{SET_PROTOCOL}; {cfg.evaluate.train.epochs} epochs",
+            "protocol": f"{SET_PROTOCOL}; {epochs} epochs",
             "balanced_accuracy": {
                 k: (100 * v if k != "runs" else [100 * x for x in v]) for k, v in acc.items()
             },
@@ -139,8 +140,13 @@ def set_rows(run_dir: Path, cfg: RunConfig, label: str | None = None) -> list[di
         }
         init = run_dir / "eval" / "init" / f"{method}.json"
         if init.is_file():
-            row["distillation_gain"] = read_json(init)["distillation_gain"]
-            row["initial_balanced_accuracy"] = 100 * read_json(init)["balanced"]["accuracy"]["mean"]
+            initial = read_json(init)
+            if initial["settings"]["train"]["epochs"] != epochs:
+                raise SystemExit(
+                    f"{init} and {path} were evaluated for different lengths (is the run finished?)"
+                )
+            row["distillation_gain"] = initial["distillation_gain"]
+            row["initial_balanced_accuracy"] = 100 * initial["balanced"]["accuracy"]["mean"]
         metrics = run_dir / "distill" / method / "metrics.jsonl"
         if metrics.is_file():
             meta_file = run_dir / "distill" / method / "initial.safetensors"

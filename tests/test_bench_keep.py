@@ -100,13 +100,15 @@ def test_an_ablation_folder_gives_rows_for_its_distilled_methods_only(tmp_path, 
     run = tmp_path / "runs" / "b100-ipc10-it200"
     acc = {"mean": 0.77, "std": 0.01, "runs": [0.76, 0.78]}
     for method in ("random", "herding", "ltdd"):
-        ev = {"balanced": {"accuracy": acc, "groups": {"tail": {"accuracy": acc}}}}
+        ev = {
+            "balanced": {"accuracy": acc, "groups": {"tail": {"accuracy": acc}}},
+            "settings": {"train": {"epochs": 300}},
+        }
         (run / "eval").mkdir(parents=True, exist_ok=True)
         (run / "eval" / f"{method}.json").write_text(json.dumps(ev))
     cfg = SimpleNamespace(
         data=SimpleNamespace(dataset="fashion-mnist", imbalance_factor=100.0),
         ipc=10,
-        evaluate=SimpleNamespace(train=SimpleNamespace(epochs=300)),
     )
 
     cell = bench.set_rows(run, cfg)
