@@ -159,6 +159,14 @@ def set_rows(run_dir: Path, cfg: RunConfig, label: str | None = None) -> list[di
     return rows
 
 
+def evaluation_length(rows: list[dict]) -> str:
+    """How long the sets' evaluation networks were trained, from the rows' protocols."""
+    lengths = {
+        r["protocol"].rpartition("; ")[2] for r in rows if r["protocol"].startswith(SET_PROTOCOL)
+    }
+    return " / ".join(sorted(lengths, key=lambda x: int(x.split()[0])))
+
+
 def full_rows(run_dir: Path, cfg: RunConfig, data: LongTailedData, lines: list[str]) -> list[dict]:
     rows = []
     spec = {
@@ -359,7 +367,10 @@ def main() -> None:
         if cfg.data.imbalance_factor not in {r["beta"] for r in all_rows}:  # once per β
             rows += full_rows(cell, cfg, data, expert_lines)
         all_rows += rows
-        title = f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc} (`{rel(cell)}`)"
+        title = (
+            f"## β = {cfg.data.imbalance_factor:g}, IPC {cfg.ipc}, {evaluation_length(rows)} "
+            f"(`{rel(cell)}`)"
+        )
         lines += cell_table(title, rows)
     for label, folder in unmatched:  # ablations of a cell not read now (e.g. a kept one)
         cfg = cell_config(Path(folder))

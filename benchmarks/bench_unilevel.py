@@ -496,9 +496,9 @@ def previous_table(rows: list[dict]) -> str:
 def markdown(rows: list[dict], cited: list[dict], args) -> str:
     text = header("UL-LT (method `unilevel`) on Fashion-MNIST-LT")
     text += (
-        f"\nProfile `{PROFILE.relative_to(ROOT)}`. Shared protocol = the one every method of "
-        f"benchmarks/results/methods.md uses (width-32 ConvNet, {shared_epochs(args)} epochs, DSA, "
-        "SGD at the set's "
+        f"\nProfile `{PROFILE.relative_to(ROOT)}`. Shared protocol = the evaluation of every "
+        "method of benchmarks/results/methods.md and science.md (width-32 ConvNet, "
+        f"{shared_epochs(args)} epochs here, DSA, SGD at the set's "
         "lr, soft cross-entropy to the stored logits); `edc` = UL-LT's own (MSE to online teacher "
         "logits + 0.025 CE, AdamW, crop/flip/CutMix, EMA weights). Accuracy in %, mean ± std "
         "(ddof 0) over evaluation seeds, last epoch only. LTDD, herding and random rows marked "

@@ -36,6 +36,7 @@ def test_rows_take_the_length_from_the_evaluations(tmp_path, monkeypatch):
     assert [r["method"] for r in rows] == ["random", "ltdd"]
     assert all(r["protocol"].endswith("; 1000 epochs") for r in rows)
     assert rows[1]["distillation_gain"] == gain
+    assert bench.evaluation_length(rows) == "1000 epochs"
 
     write_eval(run / "eval" / "init" / "ltdd.json", 0.75, 300, distillation_gain=gain)
     with pytest.raises(SystemExit, match="different lengths"):
