@@ -64,11 +64,13 @@ def shared_epochs(args: argparse.Namespace) -> int:
 def science_cited_rows(epochs: int) -> list[dict]:
     """Random, herding and the profile's LTDD per (β, IPC) from the science benchmark's JSON,
     evaluated for `epochs` epochs like the rows they stand beside: a cell's own rows; for LTDD,
-    where its cell has none, the row chosen on validation."""
+    where its cell has none, the row chosen on validation. Rows of cells read by the science
+    benchmark's last run win over rows it kept from earlier files; among equals, the last."""
     path = ROOT / SCIENCE_JSON
     if not path.is_file():
         return []
     cited: dict[tuple, dict] = {}
+    rank: dict[tuple, tuple] = {}
     for r in read_json(path)["rows"]:
         method = r["method"]
         if (
@@ -78,8 +80,10 @@ def science_cited_rows(epochs: int) -> list[dict]:
         ):
             continue
         key = (method.split(" ")[0], r["beta"], r["ipc"])
-        if key in cited and method != "ltdd":
-            continue  # a cell's own LTDD row wins over a tuned ablation row
+        order = ("kept_from" not in r, method == key[0])  # a cell's own row over an ablation's
+        if key in rank and order < rank[key]:
+            continue
+        rank[key] = order
         acc = r["balanced_accuracy"]
         cited[key] = {
             "method": key[0],

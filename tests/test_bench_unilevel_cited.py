@@ -1,5 +1,6 @@
 """bench_unilevel cites the science benchmark's rows only where their evaluation had the same
-length as the shared protocol of the UL-LT rows they stand beside."""
+length as the shared protocol of the UL-LT rows they stand beside, a current cell's own row
+before a kept or an ablation row."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ def science_row(method: str, epochs: int, mean: float) -> dict:
     }
 
 
-def test_only_rows_of_the_same_length_are_cited(tmp_path, monkeypatch):
+def test_current_rows_of_the_same_length_are_cited(tmp_path, monkeypatch):
     bench = load_benchmark("bench_unilevel", tmp_path, monkeypatch)
     monkeypatch.setattr(bench, "ROOT", tmp_path)
     science = tmp_path / bench.SCIENCE_JSON
     science.parent.mkdir(parents=True)
     rows = [science_row(m, e, 70.0 + e / 100) for e in (300, 1000) for m in ("herding", "ltdd")]
+    rows += [
+        {**science_row("ltdd", 300, 60.0), "kept_from": "an earlier science.json"},
+        science_row("ltdd (early; chosen on validation)", 300, 65.0),
+    ]
     science.write_text(json.dumps({"rows": rows}))
 
     for epochs in (300, 1000):
