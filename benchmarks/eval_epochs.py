@@ -1,8 +1,9 @@
 """Choose the evaluation's training length on the validation split: a run's sets, each epoch count.
 
-The shared protocol trains each evaluation network `evaluate.train.epochs` epochs (300 in the CPU
-profiles, 1000 in the official code). At IPC 10 that is one SGD step per epoch, so the length may
-favour one kind of set over another. This trains every named set of a finished run with the
+The shared protocol trains each evaluation network `evaluate.train.epochs` epochs (1000 in the
+official code and in configs/run/fmnist-lt-large.yaml since this tool chose it, 300 in the other
+CPU profiles). At IPC 10 an epoch is one SGD step, so the length may favour one kind of set
+over another. This trains every named set of a finished run with the
 evaluation's recipe at each `--epochs` value and the evaluation's seeds (paired: the same
 networks' initialisations for every set and length) and scores balanced accuracy on the
 validation split, never the test set. `--val-split key=value ...` scores on another validation
