@@ -33,9 +33,11 @@ import numpy as np
 import torch
 
 from ltdd.config import load_config
+from ltdd.data.dataset import LongTailedData
 from ltdd.distill.engine import INITIAL
 from ltdd.distilled import DistilledSet
 from ltdd.errors import UserError
+from ltdd.evaluate.metrics import classification_report
 from ltdd.evaluate.trainer import predict, train_network
 from ltdd.io import write_json, write_text
 from ltdd.pipeline.config import RunConfig
@@ -55,10 +57,10 @@ def set_path(run: Path, name: str) -> Path:
     return path
 
 
-def balanced_accuracy(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
-    """Mean over the classes present in `truth` of the fraction predicted right, in percent."""
-    present = [c for c in range(num_classes) if (truth == c).any()]
-    return 100 * float(np.mean([(pred[truth == c] == c).mean() for c in present]))
+def balanced_accuracy(pred: np.ndarray, truth: np.ndarray, data: LongTailedData) -> float:
+    """Mean per-class accuracy over the classes present in `truth`, in percent."""
+    report = classification_report(truth, pred, data.num_classes, data.train_counts)
+    return 100 * float(np.mean([a for a in report["per_class_accuracy"] if a is not None]))
 
 
 def read_scores(path: Path) -> dict[tuple, float]:
@@ -116,7 +118,7 @@ def main() -> None:
                     torch.device("cpu"),
                 )
                 pred = predict(model, data.val_images)
-                scores[key] = balanced_accuracy(pred, truth, data.num_classes)
+                scores[key] = balanced_accuracy(pred, truth, data)
                 row = dict(zip(("set", "epochs", "seed", "split"), key, strict=True))
                 with log.open("a") as f:
                     f.write(json.dumps({**row, "val": scores[key]}) + "\n")
