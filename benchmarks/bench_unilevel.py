@@ -397,6 +397,7 @@ def _fmt(summary: dict | None) -> str:
 
 def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
     out = sorted(rows.values(), key=lambda r: (r["ipc"], r["beta"]))
+    epochs = shared_epochs(args)
     cited = [
         {
             "dataset": "fashion-mnist",
@@ -408,7 +409,7 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
             "balanced_accuracy": {"mean": c["mean"], "std": c["std"], "runs": []},
             "source": c["source"],
         }
-        for c in cited_rows(shared_epochs(args))
+        for c in cited_rows(epochs)
     ]
     previous = [{**r, "session": r.get("session", "previous")} for r in _previous_rows(args)]
     out = [{**r, "session": r.get("session", "current")} for r in out]
@@ -426,7 +427,8 @@ def write_outputs(rows: dict[str, dict], args: argparse.Namespace) -> None:
         "rows": out + cited + previous,
     }
     write_json(RESULTS / f"{args.name}.json", doc)
-    write_text(RESULTS / f"{args.name}.md", markdown(out, cited, args) + previous_table(previous))
+    text = markdown(out, cited, epochs, args) + previous_table(previous)
+    write_text(RESULTS / f"{args.name}.md", text)
 
 
 def add_recovery_gains(rows: list[dict]) -> None:
@@ -497,12 +499,13 @@ def previous_table(rows: list[dict]) -> str:
     return text
 
 
-def markdown(rows: list[dict], cited: list[dict], args) -> str:
+def markdown(rows: list[dict], cited: list[dict], epochs: int, args) -> str:
+    """The report; `epochs`: the shared protocol's length in this invocation."""
     text = header("UL-LT (method `unilevel`) on Fashion-MNIST-LT")
     text += (
         f"\nProfile `{PROFILE.relative_to(ROOT)}`. Shared protocol = the evaluation of every "
         "method of benchmarks/results/methods.md and science.md (width-32 ConvNet, "
-        f"{shared_epochs(args)} epochs here, DSA, SGD at the set's "
+        f"{epochs} epochs here, DSA, SGD at the set's "
         "lr, soft cross-entropy to the stored logits); `edc` = UL-LT's own (MSE to online teacher "
         "logits + 0.025 CE, AdamW, crop/flip/CutMix, EMA weights). Accuracy in %, mean ± std "
         "(ddof 0) over evaluation seeds, last epoch only. LTDD, herding and random rows marked "
@@ -538,7 +541,7 @@ def markdown(rows: list[dict], cited: list[dict], args) -> str:
                     f"{_fmt(r['balanced_accuracy'])} | | | | | 3 |\n"
                 )
     text += expert_table(Path(args.work) / "experts.json")
-    text += target_check(rows, shared_epochs(args), Path(args.work) / "synthesis.json")
+    text += target_check(rows, epochs, Path(args.work) / "synthesis.json")
     text += tuning_table(Path(args.work) / "tune-recovery.json")
     text += synthesis_table(Path(args.work) / "synthesis.json")
     text += diagnosis_table([Path(d) for d in getattr(args, "diagnosis", [])])
