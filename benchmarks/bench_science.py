@@ -175,7 +175,12 @@ def full_rows(run_dir: Path, cfg: RunConfig, data: LongTailedData, lines: list[s
         "depth": cfg.experts.representation.depth,
         "norm": cfg.experts.representation.norm,
     }
-    base = {"dataset": cfg.data.dataset, "beta": cfg.data.imbalance_factor, "ipc": None}
+    base = {
+        "dataset": cfg.data.dataset,
+        "beta": cfg.data.imbalance_factor,
+        "ipc": None,
+        "run_dir": rel(run_dir),
+    }
     rep = TrajectoryStore(run_dir / "experts" / "representation")
     curves = expert_curves(rep, spec, data)
     mean_val = np.mean(curves["val"], axis=0)
@@ -299,8 +304,9 @@ def cell_table(title: str, rows: list[dict]) -> list[str]:
 
 def kept_rows(path: Path, read: list[dict]) -> list[dict]:
     """The rows of an earlier results file of this script from run directories not read in this
-    call, and its full-data rows of the β values not read (so a table can grow by a cell, or a
-    cell be rerun, after the run directories behind the other rows are gone)."""
+    call (so a table can grow by a cell, or a cell be rerun, after the run directories behind the
+    other rows are gone). Full-data rows name the experts' run directory too; an older one that
+    does not is kept only while no full-data row of its β is read."""
     folders = {r["run_dir"] for r in read if "run_dir" in r}
     betas = {r["beta"] for r in read if r["ipc"] is None}
     return [
@@ -325,11 +331,11 @@ def kept_lines(rows: list[dict], source: Path) -> list[str]:
             "",
             f"Full-data rows kept from `{rel(source)}` (their tables are in its history):",
             "",
-            "| β | row | balanced acc. |",
-            "|---|---|---|",
+            "| β | row | balanced acc. | experts of |",
+            "|---|---|---|---|",
             *[
                 f"| {r['beta']:g} | {r['method']} | {r['balanced_accuracy']['mean']:.1f} ± "
-                f"{r['balanced_accuracy']['std']:.1f} |"
+                f"{r['balanced_accuracy']['std']:.1f} | `{r.get('run_dir', '?')}` |"
                 for r in full
             ],
         ]

@@ -27,13 +27,15 @@ def test_kept_rows_are_those_of_cells_not_read_again(tmp_path, monkeypatch):
         _row("ltdd", 200.0, 10, 70.0),  # its run directory is read below: replaced
         ablation,  # another run directory of that cell: kept
         _row("full (experts)", 100.0, None, 74.1),
-        _row("full (experts)", 200.0, None, 71.0),  # its β is read below: replaced
+        _row("full (experts)", 200.0, None, 71.0),  # no folder, its β is read below: replaced
+        # other experts of a β read below, named by their folder: kept beside the new bound
+        {**_row("full (experts)", 200.0, None, 73.0), "run_dir": "runs/b200-ipc50-exp24"},
     ]
     path = tmp_path / "science.json"
     path.write_text(json.dumps({"command": "c", "machine": "m", "date": "d", "rows": old}))
     read_now = [
         _row("ltdd", 200.0, 10, 75.0),
-        _row("full (experts)", 200.0, None, 72.0),
+        {**_row("full (experts)", 200.0, None, 72.0), "run_dir": "runs/b200-ipc10"},
         {**_row("datm", 100.0, 50, 72.0), "run_dir": "runs/b100-ipc50-datm"},  # no full rows
     ]
 
@@ -44,12 +46,14 @@ def test_kept_rows_are_those_of_cells_not_read_again(tmp_path, monkeypatch):
         ("ltdd", 100.0),
         ("ltdd early", 200.0),
         ("full (experts)", 100.0),
+        ("full (experts)", 200.0),
     ]
     assert all(r["kept_from"].endswith("science.json") for r in kept)
     text = "\n".join(bench.kept_lines(kept, path))
     assert "## β = 100, IPC 10: rows kept from" in text and "(`runs/b100-ipc10`" in text
     assert "| ltdd | 77.2 ± 0.5 (2) |" in text and "| ltdd early | 76.0 ± 0.5 (2) |" in text
-    assert "| 100 | full (experts) | 74.1 ± 0.5 |" in text
+    assert "| 100 | full (experts) | 74.1 ± 0.5 | `?` |" in text
+    assert "| 200 | full (experts) | 73.0 ± 0.5 | `runs/b200-ipc50-exp24` |" in text
 
 
 def test_unilevel_keeps_measured_rows_of_other_cells_and_drops_cited_ones(tmp_path, monkeypatch):
