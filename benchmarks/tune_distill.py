@@ -16,7 +16,8 @@ Run: `.venv/bin/python benchmarks/tune_distill.py --config configs/run/fmnist-lt
 
 `--grid FILE` runs a hand grid instead of the sampler, for budgets too small for a search: FILE
 is a YAML mapping of trial names to dotted section keys (`{small-lr: {lr_img: 10, phase2.weight:
-0.2}}`), `--only NAME ...` picks some (several processes can share one grid, one name each).
+0.2}}`), `--only NAME ...` picks some (several processes can share one grid, one name each);
+a trial's own `iterations` key replaces `--iterations` for it.
 Each trial also scores its final set and its iteration-0 set on the validation split with
 `--val-seeds` networks of their own (paired seeds), so its gain is a mean over seeds rather than
 one network's difference; every trial present is written to the results as it finishes.
@@ -149,7 +150,8 @@ def write_results(args, study: optuna.Study, records: list[dict], best: dict | N
     lines = [
         header(f"Distillation tuning on the validation split ({args.method})"),
         f"- run directory: `{args.run_dir}`; profile `{args.config}`; {args.iterations} "
-        f"iterations per trial, validation every {args.eval_every} (network trained "
+        f"iterations per trial{' (or its own `iterations`)' if args.grid else ''}, "
+        f"validation every {args.eval_every} (network trained "
         f"{args.eval_epochs} epochs on the set, balanced accuracy on {split}); "
         f"{'hand grid ' + str(args.grid) if args.grid else 'median pruner'}. "
         "The test set is not read.",
@@ -283,7 +285,7 @@ def run_grid(args, base, data, experts, tune_dir: Path) -> None:
             final = trial_dir / "distilled.safetensors"
             # with --milestones a set exists at every stop; finished means the last stop
             reached = load_tensors(final)[1]["iterations"] if final.is_file() else 0
-            finished = reached >= args.iterations
+            finished = reached >= section_with(base, values).iterations
             rows = read_metrics(trial_dir / METRICS)
             record = record_of(
                 trial_dir,

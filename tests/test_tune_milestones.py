@@ -116,3 +116,28 @@ def test_milestones_are_one_run_scored_at_each_stop(tune, data, experts, tmp_pat
             experts,
             trial.parent.parent,
         )
+
+
+def test_a_trial_s_own_iterations_replace_the_command_s(tune, data, experts, tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "validation_accuracy", lambda *a: fake_score(a[0], a[-1]))
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("short: {iterations: 2}\nlong: {lr_init: 0.02}\n")
+    args = Namespace(
+        grid=grid,
+        only=["short"],
+        milestones=[],
+        val_seeds=1,
+        method="ltdd",
+        iterations=4,
+        eval_every=0,
+        eval_epochs=0,
+        val_split=[],
+        run_dir=tmp_path,
+        config=grid,
+        out="tune-own",
+    )
+    tune.run_grid(args, config("ltdd", iterations=4), data, experts, tmp_path / "tune")
+    final = tmp_path / "tune" / "grid" / "short" / "distilled.safetensors"
+    assert load_tensors(final)[1]["iterations"] == 2
+    (record,) = json.loads((tmp_path / "results" / "tune-own.json").read_text())["trials"]
+    assert record["state"] == "COMPLETE"  # finished at its own count, not at --iterations 4
