@@ -41,6 +41,27 @@ def fake_score(images: torch.Tensor, seed: int) -> float:
     return float(images.double().abs().sum() % 1.0) * 0.5 + (seed % 7) * 0.01
 
 
+def grid_args(tmp_path, text: str, **changes) -> Namespace:
+    """tune_distill's arguments for a hand grid (written to tmp_path) of 4-iteration trials."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    values = dict(
+        grid=grid,
+        only=None,
+        milestones=[],
+        val_seeds=1,
+        method="ltdd",
+        iterations=4,
+        eval_every=0,
+        eval_epochs=0,
+        val_split=[],
+        run_dir=tmp_path,
+        config=grid,
+        out="tune-test",
+    )
+    return Namespace(**{**values, **changes})
+
+
 def test_milestone_stops(tune):
     assert tune.milestone_stops([50, 100, 400, 0], 200) == [50, 100, 200]
     assert tune.milestone_stops([], 40) == [40]
@@ -55,23 +76,8 @@ def test_milestones_are_one_run_scored_at_each_stop(tune, data, experts, tmp_pat
         return fake_score(images, seed)
 
     monkeypatch.setattr(tune, "validation_accuracy", fake_validation)
-    grid = tmp_path / "grid.yaml"
-    grid.write_text("t: {lr_init: 0.02}\n")
     base = config("ltdd", iterations=4)
-    args = Namespace(
-        grid=grid,
-        only=None,
-        milestones=[2],
-        val_seeds=2,
-        method="ltdd",
-        iterations=4,
-        eval_every=0,
-        eval_epochs=0,
-        val_split=[],
-        run_dir=tmp_path,
-        config=grid,
-        out="tune-test",
-    )
+    args = grid_args(tmp_path, "t: {lr_init: 0.02}\n", milestones=[2], val_seeds=2)
     tune.run_grid(args, base, data, experts, tmp_path / "tune")
     trial = tmp_path / "tune" / "grid" / "t"
     initial = load_tensors(trial / INITIAL)[0]["images"]
@@ -120,21 +126,8 @@ def test_milestones_are_one_run_scored_at_each_stop(tune, data, experts, tmp_pat
 
 def test_a_trial_s_own_iterations_replace_the_command_s(tune, data, experts, tmp_path, monkeypatch):
     monkeypatch.setattr(tune, "validation_accuracy", lambda *a: fake_score(a[0], a[-1]))
-    grid = tmp_path / "grid.yaml"
-    grid.write_text("short: {iterations: 2}\nlong: {lr_init: 0.02}\n")
-    args = Namespace(
-        grid=grid,
-        only=["short"],
-        milestones=[],
-        val_seeds=1,
-        method="ltdd",
-        iterations=4,
-        eval_every=0,
-        eval_epochs=0,
-        val_split=[],
-        run_dir=tmp_path,
-        config=grid,
-        out="tune-own",
+    args = grid_args(
+        tmp_path, "short: {iterations: 2}\nlong: {lr_init: 0.02}\n", only=["short"], out="tune-own"
     )
     tune.run_grid(args, config("ltdd", iterations=4), data, experts, tmp_path / "tune")
     final = tmp_path / "tune" / "grid" / "short" / "distilled.safetensors"
