@@ -126,3 +126,27 @@ def test_gain_diagnostics_and_balanced_full_row(tmp_path):
     section = report.split("## Distillation diagnostics")[1]
     line = next(x for x in section.splitlines() if x.startswith("| ltdd |"))
     assert f"{expected['mean']:+.1f} ± {expected['std']:.1f}" in line
+
+
+def test_more_iterations_continue_the_checkpoint_and_equal_a_fresh_run(tmp_path, caplog):
+    torch.set_num_threads(1)
+    only_ltdd = ["methods=[ltdd]", "evaluate.initial_sets=false"]
+    run(tmp_path / "short", *only_ltdd)
+    with caplog.at_level("INFO", logger="ltdd"):
+        longer = run(tmp_path / "short", *only_ltdd, "distill.ltdd.iterations=3")
+    assert computed(longer) == {"set/ltdd", "eval/ltdd"}
+    assert "resuming from" in caplog.text and "at iteration 2" in caplog.text
+    fresh = run(tmp_path / "fresh", *only_ltdd, "distill.ltdd.iterations=3")
+
+    def final_set(r: Run) -> DistilledSet:
+        return DistilledSet.load(r.dir / "distill" / "ltdd" / "distilled.safetensors")
+
+    continued, straight = final_set(longer), final_set(fresh)
+    assert continued.meta["iterations"] == 3
+    assert torch.equal(continued.images, straight.images)
+    assert torch.equal(continued.labels, straight.labels)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ltdd"):
+        fewer = run(tmp_path / "short", *only_ltdd, "distill.ltdd.iterations=1")
+    assert "resuming from" not in caplog.text  # a checkpoint past the target starts over
+    assert final_set(fewer).meta["iterations"] == 1

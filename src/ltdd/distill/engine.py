@@ -447,6 +447,14 @@ def save_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
     save_tensors(path, tensors, meta)
 
 
+def checkpoint_iteration(out_dir: Path) -> int:
+    """The iteration of `out_dir`'s checkpoint (0 when there is none or it cannot be read)."""
+    try:
+        return int(load_tensors(Path(out_dir) / CHECKPOINT)[1].get("iteration", 0))
+    except UserError:
+        return 0
+
+
 def load_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
     """Restore `state` (built by `initial_state`) from a checkpoint of the same config."""
     tensors, meta = load_tensors(path)

@@ -22,7 +22,7 @@ from ltdd.config import to_dict
 from ltdd.data.dataset import LongTailedData, prepare_data
 from ltdd.data.preprocess import Preprocessing
 from ltdd.device import resolve_device
-from ltdd.distill.engine import INITIAL, distill
+from ltdd.distill.engine import INITIAL, checkpoint_iteration, config_hash, distill
 from ltdd.distill.init import average_correct_logits
 from ltdd.distill.methods import METHODS
 from ltdd.distilled import DistilledSet, set_metadata
@@ -53,6 +53,7 @@ log = logging.getLogger("ltdd")
 SET_FILE = "distilled.safetensors"
 RECORD = "stage.json"
 PENDING = "stage.pending"
+RESUME = "stage.resume"
 
 
 class Run:
@@ -79,24 +80,32 @@ class Run:
         compute: Callable[[], None],
         outputs: list[str],
         folder: Path | None = None,
+        resume: str | None = None,
     ) -> bool:
         """Run `compute()` unless `record` matches `key`; returns True when it computed.
 
         A stage that owns `folder` resumes there when an interrupted attempt had the same key
-        (kept in `stage.pending`) and starts from an empty folder otherwise.
+        (kept in `stage.pending`), or when it was last computed under the same `resume` key
+        (kept in `stage.resume`: a distillation whose config differs only in its schedule, which
+        continues from its checkpoint); it starts from an empty folder otherwise.
         """
         self.keys[name] = key
         if is_current(record, key):
+            if resume is not None and not (folder / RESUME).exists():  # records before resume keys
+                write_text(folder / RESUME, resume)
             self.timings[name] = {**read_json(record).get("resources", {}), "reused": True}
             log.info("reuse %s", name)
             return False
         log.info("compute %s", name)
         if folder is not None:
-            pending = folder / PENDING
-            if folder.exists() and (not pending.exists() or pending.read_text() != key):
+            if folder.exists() and not (
+                _holds(folder / PENDING, key) or (resume and _holds(folder / RESUME, resume))
+            ):
                 shutil.rmtree(folder)
             folder.mkdir(parents=True, exist_ok=True)
-            write_text(pending, key)
+            write_text(folder / PENDING, key)
+            if resume is not None:
+                write_text(folder / RESUME, resume)
         with measure(self.device) as resources:
             compute()
         write_record(record, key, outputs, resources=resources)
@@ -179,6 +188,7 @@ class Run:
     def make_set(self, method: str) -> Path:
         folder = self.dir / "distill" / method
         path = folder / SET_FILE
+        resume = None  # a distillation's key under which its checkpoint may be continued
         if method in BASELINES:
             base = self.cfg.baselines
             uses_features = method != "random"
@@ -206,13 +216,19 @@ class Run:
                 getattr(self.cfg.distill, method), method=method, ipc=self.cfg.ipc
             )
             kinds = METHODS.get(method)().expert_kinds
-            key = stage_hash(
-                "set",
+            expert_keys = [self.keys[f"experts/{self._expert_kind(k)}"] for k in kinds]
+            key = stage_hash("set", method, self.keys["data"], to_dict(section), expert_keys)
+            # more iterations (or another checkpoint/eval schedule) continue the checkpoint;
+            # fewer than it holds start over
+            resume = stage_hash(
+                "set-resume",
                 method,
                 self.keys["data"],
-                to_dict(section),
-                [self.keys[f"experts/{self._expert_kind(k)}"] for k in kinds],
+                config_hash(section, resumable=True),
+                expert_keys,
             )
+            if checkpoint_iteration(folder) > section.iterations:
+                resume = None
 
             def compute() -> None:
                 experts = {k: self.stores[self._expert_kind(k)] for k in kinds}
@@ -226,7 +242,7 @@ class Run:
                     meta=self._set_meta(method),
                 )
 
-        self._stage(f"set/{method}", folder / RECORD, key, compute, [SET_FILE], folder)
+        self._stage(f"set/{method}", folder / RECORD, key, compute, [SET_FILE], folder, resume)
         return path
 
     @staticmethod
@@ -540,6 +556,11 @@ class Run:
         from ltdd.report.build import build_report
 
         return build_report([self.dir])
+
+
+def _holds(path: Path, text: str) -> bool:
+    """True when the file `path` exists and holds exactly `text`."""
+    return path.is_file() and path.read_text() == text
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> Path:
