@@ -112,20 +112,30 @@ def save_tensors(
             ) from None
 
 
+_UNREADABLE = (SafetensorError, OSError, ValueError, AttributeError, TypeError)
+
+
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Load a safetensors file and its `ltdd` metadata; a missing or corrupt file is a UserError."""
+    meta = load_meta(path)
+    try:
+        return load_file(str(path)), meta
+    except _UNREADABLE as exc:
+        raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_meta(path: str | Path) -> dict:
+    """The `ltdd` metadata of a safetensors file, read from its header alone (no tensors)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        tensors = load_file(str(path))
         with open(path, "rb") as fh:
             header_len = int.from_bytes(fh.read(8), "little")
             header = json.loads(fh.read(header_len))
-        meta = json.loads(header.get("__metadata__", {}).get("ltdd", "{}"))
-    except (SafetensorError, OSError, ValueError, AttributeError, TypeError) as exc:
+        return json.loads(header.get("__metadata__", {}).get("ltdd", "{}"))
+    except _UNREADABLE as exc:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
-    return tensors, meta
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

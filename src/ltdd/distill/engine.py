@@ -47,7 +47,7 @@ from ltdd.distill.schedule import ExpertCursor, inner_batches, sample_start_epoc
 from ltdd.distill.student import Student
 from ltdd.errors import UserError
 from ltdd.evaluate.trainer import TrainConfig, predict, train_network
-from ltdd.io import load_tensors, save_tensors, write_text
+from ltdd.io import load_meta, load_tensors, save_tensors, write_text
 from ltdd.models import ParamLayout, create_model
 from ltdd.select import extract_features, model_from_flat, select_herding
 
@@ -450,7 +450,7 @@ def save_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
 def checkpoint_iteration(out_dir: Path) -> int:
     """The iteration of `out_dir`'s checkpoint (0 when there is none or it cannot be read)."""
     try:
-        return int(load_tensors(Path(out_dir) / CHECKPOINT)[1].get("iteration", 0))
+        return int(load_meta(Path(out_dir) / CHECKPOINT).get("iteration", 0))
     except UserError:
         return 0
 

@@ -36,7 +36,7 @@ from ltdd.experts.config import stage_config
 from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
 from ltdd.lock import locked
-from ltdd.pipeline.cache import is_current, stage_hash, write_record
+from ltdd.pipeline.cache import computed_under, is_current, stage_hash, write_record
 from ltdd.pipeline.config import BASELINES, UNILEVEL, RunConfig, check_run_config
 from ltdd.pipeline.parallel import run_tasks
 from ltdd.pipeline.resources import measure
@@ -53,7 +53,6 @@ log = logging.getLogger("ltdd")
 SET_FILE = "distilled.safetensors"
 RECORD = "stage.json"
 PENDING = "stage.pending"
-RESUME = "stage.resume"
 
 
 class Run:
@@ -85,30 +84,27 @@ class Run:
         """Run `compute()` unless `record` matches `key`; returns True when it computed.
 
         A stage that owns `folder` resumes there when an interrupted attempt had the same key
-        (kept in `stage.pending`), or when it was last computed under the same `resume` key
-        (kept in `stage.resume`: a distillation whose config differs only in its schedule, which
-        continues from its checkpoint); it starts from an empty folder otherwise.
+        (kept in `stage.pending`), or when its record says it was computed under the same
+        `resume` key (a distillation whose config differs only in its schedule, which continues
+        from its checkpoint); it starts from an empty folder otherwise.
         """
         self.keys[name] = key
         if is_current(record, key):
-            if resume is not None and not (folder / RESUME).exists():  # records before resume keys
-                write_text(folder / RESUME, resume)
             self.timings[name] = {**read_json(record).get("resources", {}), "reused": True}
             log.info("reuse %s", name)
             return False
         log.info("compute %s", name)
         if folder is not None:
-            if folder.exists() and not (
-                _holds(folder / PENDING, key) or (resume and _holds(folder / RESUME, resume))
-            ):
+            pending = folder / PENDING
+            interrupted = pending.is_file() and pending.read_text() == key
+            if folder.exists() and not (interrupted or (resume and computed_under(record, resume))):
                 shutil.rmtree(folder)
             folder.mkdir(parents=True, exist_ok=True)
-            write_text(folder / PENDING, key)
-            if resume is not None:
-                write_text(folder / RESUME, resume)
+            write_text(pending, key)
         with measure(self.device) as resources:
             compute()
-        write_record(record, key, outputs, resources=resources)
+        extra = {"resume": resume} if resume else {}
+        write_record(record, key, outputs, resources=resources, **extra)
         if folder is not None:
             (folder / PENDING).unlink()
         self.timings[name] = {**resources, "reused": False}
@@ -556,11 +552,6 @@ class Run:
         from ltdd.report.build import build_report
 
         return build_report([self.dir])
-
-
-def _holds(path: Path, text: str) -> bool:
-    """True when the file `path` exists and holds exactly `text`."""
-    return path.is_file() and path.read_text() == text
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True) -> Path:
