@@ -132,6 +132,8 @@ def load_meta(path: str | Path) -> dict:
     try:
         with open(path, "rb") as fh:
             header_len = int.from_bytes(fh.read(8), "little")
+            if header_len > path.stat().st_size - 8:
+                raise ValueError(f"header length {header_len} exceeds the file")
             header = json.loads(fh.read(header_len))
         return json.loads(header.get("__metadata__", {}).get("ltdd", "{}"))
     except _UNREADABLE as exc:
