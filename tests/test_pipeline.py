@@ -150,3 +150,10 @@ def test_more_iterations_continue_the_checkpoint_and_equal_a_fresh_run(tmp_path,
         fewer = run(tmp_path / "short", *only_ltdd, "distill.ltdd.iterations=1")
     assert "resuming from" not in caplog.text  # a checkpoint past the target starts over
     assert final_set(fewer).meta["iterations"] == 1
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ltdd"):
+        other = run(
+            tmp_path / "short", *only_ltdd, "distill.ltdd.iterations=2", "distill.ltdd.lr_img=50"
+        )
+    assert "resuming from" not in caplog.text  # more iterations, but another image step
+    assert final_set(other).meta["config"]["lr_img"] == 50

@@ -455,6 +455,16 @@ def checkpoint_iteration(out_dir: Path) -> int:
         return 0
 
 
+def schedule_of(out_dir: Path) -> dict | None:
+    """The schedule (iterations, checkpoint and eval cadence) the set in `out_dir` was made
+    under, read from its header; None when there is no readable set there."""
+    try:
+        config = load_meta(Path(out_dir) / DISTILLED)["config"]
+        return {key: config[key] for key in _SCHEDULE_KEYS}
+    except (UserError, KeyError, TypeError):
+        return None
+
+
 def load_checkpoint(path: Path, state: State, cfg: DistillConfig) -> None:
     """Restore `state` (built by `initial_state`) from a checkpoint of the same config."""
     tensors, meta = load_tensors(path)

@@ -33,14 +33,6 @@ def is_current(record_path: Path, key: str) -> bool:
     return record.get("hash") == key and all(p.exists() for p in outputs)
 
 
-def computed_under(record_path: Path, resume: str) -> bool:
-    """True when the stage record exists and was written by a stage computed under `resume`."""
-    try:
-        return record_path.is_file() and read_json(record_path).get("resume") == resume
-    except UserError:
-        return False
-
-
 def write_record(record_path: Path, key: str, outputs: list[str], **extra: Any) -> None:
     """Mark a stage done: its hash, the outputs (relative to the record's folder) and extras."""
     write_json(record_path, {"hash": key, "outputs": outputs, **extra})

@@ -22,7 +22,8 @@ from ltdd.config import to_dict
 from ltdd.data.dataset import LongTailedData, prepare_data
 from ltdd.data.preprocess import Preprocessing
 from ltdd.device import resolve_device
-from ltdd.distill.engine import INITIAL, checkpoint_iteration, config_hash, distill
+from ltdd.distill.config import DistillConfig
+from ltdd.distill.engine import INITIAL, checkpoint_iteration, distill, schedule_of
 from ltdd.distill.init import average_correct_logits
 from ltdd.distill.methods import METHODS
 from ltdd.distilled import DistilledSet, set_metadata
@@ -36,7 +37,7 @@ from ltdd.experts.config import stage_config
 from ltdd.experts.verify import open_store
 from ltdd.io import read_json, write_json, write_text
 from ltdd.lock import locked
-from ltdd.pipeline.cache import computed_under, is_current, stage_hash, write_record
+from ltdd.pipeline.cache import is_current, stage_hash, write_record
 from ltdd.pipeline.config import BASELINES, UNILEVEL, RunConfig, check_run_config
 from ltdd.pipeline.parallel import run_tasks
 from ltdd.pipeline.resources import measure
@@ -79,14 +80,14 @@ class Run:
         compute: Callable[[], None],
         outputs: list[str],
         folder: Path | None = None,
-        resume: str | None = None,
+        continues: bool = False,
     ) -> bool:
         """Run `compute()` unless `record` matches `key`; returns True when it computed.
 
         A stage that owns `folder` resumes there when an interrupted attempt had the same key
-        (kept in `stage.pending`), or when its record says it was computed under the same
-        `resume` key (a distillation whose config differs only in its schedule, which continues
-        from its checkpoint); it starts from an empty folder otherwise.
+        (kept in `stage.pending`) or when the caller says it `continues` what the folder holds
+        (a distillation given more iterations continues from its checkpoint); it starts from an
+        empty folder otherwise.
         """
         self.keys[name] = key
         if is_current(record, key):
@@ -97,14 +98,13 @@ class Run:
         if folder is not None:
             pending = folder / PENDING
             interrupted = pending.is_file() and pending.read_text() == key
-            if folder.exists() and not (interrupted or (resume and computed_under(record, resume))):
+            if folder.exists() and not (interrupted or continues):
                 shutil.rmtree(folder)
             folder.mkdir(parents=True, exist_ok=True)
             write_text(pending, key)
         with measure(self.device) as resources:
             compute()
-        extra = {"resume": resume} if resume else {}
-        write_record(record, key, outputs, resources=resources, **extra)
+        write_record(record, key, outputs, resources=resources)
         if folder is not None:
             (folder / PENDING).unlink()
         self.timings[name] = {**resources, "reused": False}
@@ -184,7 +184,7 @@ class Run:
     def make_set(self, method: str) -> Path:
         folder = self.dir / "distill" / method
         path = folder / SET_FILE
-        resume = None  # a distillation's key under which its checkpoint may be continued
+        continues = False  # a distillation continuing its checkpoint
         if method in BASELINES:
             base = self.cfg.baselines
             uses_features = method != "random"
@@ -213,18 +213,21 @@ class Run:
             )
             kinds = METHODS.get(method)().expert_kinds
             expert_keys = [self.keys[f"experts/{self._expert_kind(k)}"] for k in kinds]
-            key = stage_hash("set", method, self.keys["data"], to_dict(section), expert_keys)
-            # more iterations (or another checkpoint/eval schedule) continue the checkpoint;
-            # fewer than it holds start over
-            resume = stage_hash(
-                "set-resume",
-                method,
-                self.keys["data"],
-                config_hash(section, resumable=True),
-                expert_keys,
+
+            def set_key(section: DistillConfig) -> str:
+                return stage_hash("set", method, self.keys["data"], to_dict(section), expert_keys)
+
+            key = set_key(section)
+            # the folder's set was made under this config and these experts with another
+            # schedule (fewer iterations, another checkpoint/eval cadence) when its record
+            # matches the key of this section with the set's schedule: continue its checkpoint,
+            # unless that holds more iterations than asked
+            made_with = schedule_of(folder)
+            continues = (
+                made_with is not None
+                and checkpoint_iteration(folder) <= section.iterations
+                and is_current(folder / RECORD, set_key(dataclasses.replace(section, **made_with)))
             )
-            if checkpoint_iteration(folder) > section.iterations:
-                resume = None
 
             def compute() -> None:
                 experts = {k: self.stores[self._expert_kind(k)] for k in kinds}
@@ -238,7 +241,7 @@ class Run:
                     meta=self._set_meta(method),
                 )
 
-        self._stage(f"set/{method}", folder / RECORD, key, compute, [SET_FILE], folder, resume)
+        self._stage(f"set/{method}", folder / RECORD, key, compute, [SET_FILE], folder, continues)
         return path
 
     @staticmethod
